@@ -1,0 +1,582 @@
+"""Settings: a tree of frozen attrs classes, loaded once at start-up.
+
+Sources, later ones winning: defaults, the TOML file given with ``--config``,
+environment variables (``FRONTAUTH_<SECTION>_<KEY>``, plus the names operators
+already use, see ``ENV_ALIASES``), then command-line flags. Every value keeps
+the name of the source it came from, so that a validation error can say
+"storage.url (from environment variable FRONTAUTH_STORAGE_URL)".
+
+Request input never goes through this module: attrs validators here check
+configuration values only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+import types
+import typing
+import urllib.parse
+
+import attrs
+
+PROFILES = ("development", "staging", "production", "high-security")
+MODES = ("local", "public", "transparent", "remote")
+IMPLEMENTED_MODES = ("local",)
+
+# profile -> (access token lifetime, refresh token lifetime), in seconds
+PROFILE_LIFETIMES: dict[str, tuple[int, int]] = {
+    "development": (3600, 7 * 86400),
+    "staging": (1800, 7 * 86400),
+    "production": (900, 30 * 86400),
+    "high-security": (300, 86400),
+}
+
+DEFAULT_SCOPES = {
+    "mcp": "Use the MCP server's tools, resources and prompts in your name",
+}
+
+# Names operators already use, mapped onto setting paths.
+ENV_ALIASES: dict[str, str] = {
+    "JWT_SIGNING_KEY": "keys.sign_key",
+    "MACHINE_ID": "server.machine_id",
+    "REDIS_HOST": "storage.redis_host",
+    "REDIS_PORT": "storage.redis_port",
+    "REDIS_PASSWORD": "storage.redis_password",
+}
+
+ENV_PREFIX = "FRONTAUTH_"
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names the setting and its source."""
+
+    def __init__(self, setting: str, source: str | None, message: str) -> None:
+        where = f" (from {source})" if source else ""
+        super().__init__(f"invalid setting {setting}{where}: {message}")
+        self.setting = setting
+        self.source = source
+
+
+def _help(text: str, **kwargs: typing.Any) -> typing.Any:
+    """Declare an attrs field with help text kept in its metadata."""
+    metadata = {"help": text}
+    return attrs.field(metadata=metadata, **kwargs)
+
+
+@attrs.frozen
+class ServerSettings:
+    host: str = _help("Address to listen on.", default="127.0.0.1")
+    port: int = _help("TCP port to listen on.", default=8080)
+    secret: str | None = _help(
+        "Server secret for session encryption and CSRF tokens (at least 32 characters). "
+        "Generated and kept in state_dir in the development profile.",
+        default=None,
+        repr=False,
+    )
+    machine_id: str | None = _help(
+        "Instance group identity mixed into the encryption key; instances that share "
+        "storage must share it.",
+        default=None,
+    )
+    state_dir: str = _help(
+        "Folder for files the development profile generates (signing key, secret).",
+        default=".frontauth",
+    )
+    trust_proxy: bool = _help(
+        "Trust X-Forwarded-For and X-Forwarded-Proto from a reverse proxy.", default=False
+    )
+    max_body_size: int = _help("Largest accepted request body, in bytes.", default=64 * 1024)
+
+
+@attrs.frozen
+class StorageSettings:
+    url: str = _help("Storage driver URL: memory://, redis://, rediss://, redis+cluster://.", default="memory://")
+    prefix: str = _help("Prefix of every key the driver writes.", default="frontauth:")
+    cleanup_interval: float = _help(
+        "Seconds between sweeps of expired records (memory driver); 0 turns it off.", default=60.0
+    )
+    pool_size: int = _help("Maximum connections per Redis node.", default=50)
+    connect_timeout: float = _help("Seconds to wait for a Redis connection.", default=5.0)
+    command_timeout: float = _help("Seconds to wait for a Redis reply.", default=5.0)
+    tls_ca: str | None = _help("CA bundle (PEM) that signs the Redis server certificate.", default=None)
+    tls_cert: str | None = _help("Client certificate (PEM) for Redis mutual TLS.", default=None)
+    tls_key: str | None = _help("Client private key (PEM) for Redis mutual TLS.", default=None)
+    tls_verify_hostname: bool = _help("Check the Redis server certificate's host name.", default=True)
+    redis_host: str | None = _help("Redis host when the URL leaves it out (REDIS_HOST).", default=None)
+    redis_port: int | None = _help("Redis port when the URL leaves it out (REDIS_PORT).", default=None)
+    redis_password: str | None = _help(
+        "Redis password when the URL has none (REDIS_PASSWORD).", default=None, repr=False
+    )
+    startup_wait: float = _help(
+        "Seconds to keep retrying an unreachable storage at start-up before giving up.", default=0.0
+    )
+
+
+@attrs.frozen
+class KeySettings:
+    sign_key: str | None = _help(
+        "Private JWK (JSON) that signs access tokens (JWT_SIGNING_KEY).", default=None, repr=False
+    )
+    sign_key_file: str | None = _help("File holding the private signing JWK.", default=None)
+    previous: tuple[str, ...] = _help(
+        "Public JWKs (JSON) of earlier signing keys, still trusted during a rollover.",
+        default=(),
+    )
+    algorithm: str = _help("Algorithm of a generated development key: ES256, RS256 or EdDSA.", default="ES256")
+
+
+@attrs.frozen
+class TokenSettings:
+    access_ttl: int | None = _help("Access token lifetime in seconds; the profile sets the default.", default=None)
+    refresh_ttl: int | None = _help("Refresh token lifetime in seconds; the profile sets the default.", default=None)
+    code_ttl: int = _help("Authorization code lifetime in seconds.", default=60)
+    pending_ttl: int = _help("Lifetime of a pending authorization (sign-in and consent) in seconds.", default=600)
+    leeway: int = _help("Clock skew tolerated on exp, nbf and iat, in seconds.", default=30)
+
+
+@attrs.frozen
+class LoginSettings:
+    users_file: str | None = _help("TOML file of users and password hashes (frontauth users add).", default=None)
+    authenticate: str | None = _help(
+        "Dotted path 'package.module:function' of an async callable(username, password) "
+        "returning a subject dict or None.",
+        default=None,
+    )
+    development_login: bool | None = _help(
+        "Accept any e-mail address without a password (development profile only). "
+        "Defaults to on in development when no users_file or authenticate is set.",
+        default=None,
+    )
+
+
+@attrs.frozen
+class SessionSettings:
+    ttl: int = _help("Lifetime of the browser session at the authorization server, in seconds.", default=8 * 3600)
+    cookie_name: str = _help("Name of the session cookie.", default="frontauth_session")
+
+
+@attrs.frozen
+class ConsentSettings:
+    enabled: bool = _help("Show the consent page before issuing a code.", default=True)
+    remember: bool = _help("Skip the consent page when the user already approved these scopes.", default=True)
+
+
+@attrs.frozen
+class RegistrationSettings:
+    enabled: bool = _help("Accept RFC 7591 dynamic client registration.", default=True)
+    initial_access_token: str | None = _help(
+        "Bearer token that registration requests must carry; unset accepts anyone.", default=None, repr=False
+    )
+    max_clients: int = _help("Maximum number of dynamically registered clients.", default=10000)
+    allowed_redirect_uris: tuple[str, ...] = _help(
+        "Shell-style patterns (fnmatch) a registered redirect_uri must match; empty allows "
+        "https and loopback URIs.",
+        default=(),
+    )
+
+
+@attrs.frozen
+class ClientSettings:
+    client_id: str = _help("Client identifier.")
+    redirect_uris: tuple[str, ...] = _help("Exact redirect URIs of the client.")
+    client_name: str | None = _help("Name shown on the consent page.", default=None)
+    client_secret_hash: str | None = _help(
+        "Hash of the client secret (frontauth clients hash-secret); unset for a public client.",
+        default=None,
+        repr=False,
+    )
+    token_endpoint_auth_method: str | None = _help(
+        "none, client_secret_basic or client_secret_post; derived from the secret when unset.",
+        default=None,
+    )
+    scope: str | None = _help("Space-separated scopes the client may request; unset allows all.", default=None)
+
+
+@attrs.frozen
+class LoggingSettings:
+    level: str = _help("Log level: DEBUG, INFO, WARNING or ERROR.", default="INFO")
+    format: str = _help("text for terminals, json for log collectors.", default="text")
+
+
+@attrs.frozen
+class Settings:
+    mode: str = _help("local, public, transparent or remote.", default="local")
+    profile: str = _help("development, staging, production or high-security.", default="development")
+    public_url: str | None = _help(
+        "External URL of this server; it becomes the issuer. Defaults to http://host:port.", default=None
+    )
+    resources: tuple[str, ...] = _help(
+        "RFC 8707 resource URLs that tokens may be issued for; the first is the default audience. "
+        "Defaults to public_url + '/mcp'.",
+        default=(),
+    )
+    scopes: dict[str, str] = _help(
+        "Scopes clients may request, each with the description the consent page shows.",
+        factory=lambda: dict(DEFAULT_SCOPES),
+    )
+    default_scope: str | None = _help(
+        "Scope granted when a client asks for none; defaults to every configured scope.", default=None
+    )
+    server: ServerSettings = _help("Listening socket and instance secrets.", factory=ServerSettings)
+    storage: StorageSettings = _help("Storage driver.", factory=StorageSettings)
+    keys: KeySettings = _help("Token signing keys.", factory=KeySettings)
+    tokens: TokenSettings = _help("Token lifetimes.", factory=TokenSettings)
+    login: LoginSettings = _help("Sign-in in local mode.", factory=LoginSettings)
+    session: SessionSettings = _help("Browser session at the authorization server.", factory=SessionSettings)
+    consent: ConsentSettings = _help("Consent page.", factory=ConsentSettings)
+    registration: RegistrationSettings = _help("Dynamic client registration.", factory=RegistrationSettings)
+    clients: tuple[ClientSettings, ...] = _help("Pre-registered clients.", default=())
+    logging: LoggingSettings = _help("Log output.", factory=LoggingSettings)
+    # setting path -> where its value came from; filled by load()
+    sources: dict[str, str] = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def issuer(self) -> str:
+        """The issuer identifier: public_url without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{_url_host(self.server.host)}:{self.server.port}"
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """Resources that tokens may name in aud; the first is the default."""
+        return self.resources or (self.issuer + "/mcp",)
+
+    @property
+    def access_ttl(self) -> int:
+        return self.tokens.access_ttl or PROFILE_LIFETIMES[self.profile][0]
+
+    @property
+    def refresh_ttl(self) -> int:
+        return self.tokens.refresh_ttl or PROFILE_LIFETIMES[self.profile][1]
+
+    @property
+    def development_login(self) -> bool:
+        """Whether the any-e-mail development sign-in is on."""
+        if self.login.development_login is not None:
+            return self.login.development_login
+        return (
+            self.profile == "development"
+            and self.login.users_file is None
+            and self.login.authenticate is None
+        )
+
+    def source_of(self, path: str) -> str | None:
+        return self.sources.get(path)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+# ---------------------------------------------------------------------------
+# Loading: a small converter from nested dicts of strings and TOML values.
+
+
+def _field_types(cls: type) -> dict[str, typing.Any]:
+    return typing.get_type_hints(cls)
+
+
+def _strip_optional(tp: typing.Any) -> tuple[typing.Any, bool]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _convert(value: typing.Any, tp: typing.Any, path: str, source: str, from_env: bool) -> typing.Any:
+    tp, optional = _strip_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(path, source, "a value is required")
+    origin = typing.get_origin(tp)
+    if attrs.has(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(path, source, f"expected a table, got {type(value).__name__}")
+        return value  # nested tables are built by _build
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(path, source, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(path, source, f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if from_env and isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(path, source, f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if path in _JSON_STRING_SETTINGS and isinstance(value, dict):
+            return json.dumps(value)
+        raise ConfigError(path, source, f"expected a string, got {type(value).__name__}")
+    if origin is tuple:
+        item_type = typing.get_args(tp)[0]
+        if from_env and isinstance(value, str):
+            value = _parse_env_list(value, path, source)
+        if not isinstance(value, list):
+            raise ConfigError(path, source, f"expected a list, got {type(value).__name__}")
+        return tuple(_convert(v, item_type, f"{path}[{i}]", source, from_env) for i, v in enumerate(value))
+    if origin is dict:
+        if from_env and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(path, source, "expected a JSON object") from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(path, source, "expected a table of strings")
+        return dict(value)
+    raise ConfigError(path, source, f"unsupported setting type {tp!r}")  # pragma: no cover
+
+
+# Settings holding a JWK accept an inline TOML table as well as a JSON string.
+_JSON_STRING_SETTINGS = {"keys.sign_key"}
+
+
+def _parse_env_list(value: str, path: str, source: str) -> list[typing.Any]:
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise ConfigError(path, source, "expected a JSON list or comma-separated values") from None
+        if not isinstance(parsed, list):
+            raise ConfigError(path, source, "expected a JSON list")
+        return parsed
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _build(cls: type, data: dict[str, typing.Any], prefix: str, sources: dict[str, str]) -> typing.Any:
+    hints = _field_types(cls)
+    known = {f.name for f in attrs.fields(cls) if f.name != "sources"}
+    for key in data:
+        if key not in known:
+            path = f"{prefix}{key}"
+            raise ConfigError(path, sources.get(path, "configuration"), "unknown setting")
+    kwargs: dict[str, typing.Any] = {}
+    for name in known:
+        path = f"{prefix}{name}"
+        tp, _ = _strip_optional(hints[name])
+        if name not in data:
+            continue
+        value = data[name]
+        source = sources.get(path, "configuration")
+        if attrs.has(tp):
+            kwargs[name] = _build(tp, _convert(value, tp, path, source, False), f"{path}.", sources)
+        elif tp == tuple[ClientSettings, ...]:
+            if not isinstance(value, list):
+                raise ConfigError(path, source, "expected an array of tables ([[clients]])")
+            kwargs[name] = tuple(
+                _build(ClientSettings, item, f"{path}[{i}].", sources)
+                if isinstance(item, dict)
+                else _raise(ConfigError(f"{path}[{i}]", source, "expected a table"))
+                for i, item in enumerate(value)
+            )
+        else:
+            kwargs[name] = _convert(value, hints[name], path, source, source.startswith("environment"))
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(prefix.rstrip(".") or "configuration", None, str(exc)) from None
+
+
+def _raise(exc: Exception) -> typing.NoReturn:
+    raise exc
+
+
+def _env_paths(cls: type = Settings, prefix: str = "") -> dict[str, str]:
+    """Map FRONTAUTH_* variable names to setting paths."""
+    names: dict[str, str] = {}
+    hints = _field_types(cls)
+    for field in attrs.fields(cls):
+        if field.name in ("sources", "clients"):
+            continue
+        path = f"{prefix}{field.name}"
+        tp, _ = _strip_optional(hints[field.name])
+        if attrs.has(tp):
+            names.update(_env_paths(tp, f"{path}."))
+        else:
+            names[ENV_PREFIX + path.replace(".", "_").replace("-", "_").upper()] = path
+    return names
+
+
+def _put(tree: dict[str, typing.Any], path: str, value: typing.Any) -> None:
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = tree.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(path, None, f"{part} is not a table")
+        tree = node
+    tree[parts[-1]] = value
+
+
+def _mark_sources(tree: dict[str, typing.Any], prefix: str, source: str, sources: dict[str, str]) -> None:
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        sources[path] = source
+        if isinstance(value, dict) and key not in ("scopes",):
+            _mark_sources(value, f"{path}.", source, sources)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _mark_sources(item, f"{path}[{i}].", source, sources)
+
+
+def load(
+    config_file: str | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+    overrides: dict[str, typing.Any] | None = None,
+) -> Settings:
+    """Load and validate settings from a TOML file, the environment and flags.
+
+    Args:
+        config_file: path of a TOML file, or None.
+        environ: environment variables; defaults to os.environ.
+        overrides: setting path -> value from command-line flags.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: on the first invalid setting, naming it and its source.
+    """
+    environ = os.environ if environ is None else environ
+    tree: dict[str, typing.Any] = {}
+    sources: dict[str, str] = {}
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                tree = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("--config", "command line", f"file {config_file!r} not found") from None
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError("--config", "command line", f"cannot read {config_file!r}: {exc}") from None
+        _mark_sources(tree, "", f"file {config_file}", sources)
+
+    env_paths = _env_paths()
+    for name, path in sorted(ENV_ALIASES.items()) + sorted(env_paths.items()):
+        if name in environ and environ[name] != "":
+            _put(tree, path, environ[name])
+            sources[path] = f"environment variable {name}"
+    for path, value in (overrides or {}).items():
+        if value is not None:
+            _put(tree, path, value)
+            sources[path] = "command line"
+
+    settings = _build(Settings, tree, "", sources)
+    settings = attrs.evolve(settings, sources=sources)
+    validate(settings)
+    return settings
+
+
+# ---------------------------------------------------------------------------
+# Validation of values that types alone do not catch.
+
+
+def _fail(settings: Settings, path: str, message: str) -> typing.NoReturn:
+    raise ConfigError(path, settings.source_of(path), message)
+
+
+def validate(settings: Settings) -> None:
+    """Check settings that depend on each other; raise ConfigError on the first problem."""
+    from frontauth.drivers import UnknownDriver, check_url
+
+    if settings.mode not in MODES:
+        _fail(settings, "mode", f"expected one of {', '.join(MODES)}, got {settings.mode!r}")
+    if settings.mode not in IMPLEMENTED_MODES:
+        _fail(settings, "mode", f"mode {settings.mode!r} is not available in this version; use 'local'")
+    if settings.profile not in PROFILES:
+        _fail(settings, "profile", f"expected one of {', '.join(PROFILES)}, got {settings.profile!r}")
+    if not 0 < settings.server.port < 65536:
+        _fail(settings, "server.port", f"expected a port between 1 and 65535, got {settings.server.port}")
+    if settings.server.max_body_size < 1024:
+        _fail(settings, "server.max_body_size", "expected at least 1024 bytes")
+    try:
+        check_url(settings.storage.url)
+    except UnknownDriver as exc:
+        _fail(settings, "storage.url", str(exc))
+    if settings.public_url is not None:
+        _check_http_url(settings, "public_url", settings.public_url)
+    for i, resource in enumerate(settings.resources):
+        _check_http_url(settings, f"resources[{i}]", resource)
+    for name in ("access_ttl", "refresh_ttl"):
+        value = getattr(settings.tokens, name)
+        if value is not None and value <= 0:
+            _fail(settings, f"tokens.{name}", f"expected a positive number of seconds, got {value}")
+    if not settings.scopes:
+        _fail(settings, "scopes", "at least one scope is required")
+    for scope in settings.scopes:
+        if not scope or any(c in scope for c in ' "\\') or not scope.isprintable():
+            _fail(settings, "scopes", f"invalid scope name {scope!r} (RFC 6749 §3.3 scope-token)")
+    if settings.default_scope:
+        unknown = set(settings.default_scope.split()) - set(settings.scopes)
+        if unknown:
+            _fail(settings, "default_scope", f"scopes not in [scopes]: {', '.join(sorted(unknown))}")
+    if settings.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        _fail(settings, "logging.level", f"expected DEBUG, INFO, WARNING or ERROR, got {settings.logging.level!r}")
+    if settings.logging.format not in ("text", "json"):
+        _fail(settings, "logging.format", f"expected text or json, got {settings.logging.format!r}")
+    if settings.login.development_login and settings.profile != "development":
+        _fail(
+            settings,
+            "login.development_login",
+            f"the development sign-in accepts anyone and is refused in the {settings.profile} profile",
+        )
+    if settings.server.secret is not None and len(settings.server.secret) < 32:
+        _fail(settings, "server.secret", "expected at least 32 characters")
+    if settings.profile != "development":
+        if settings.server.secret is None:
+            _fail(settings, "server.secret", f"required in the {settings.profile} profile (FRONTAUTH_SERVER_SECRET)")
+        if settings.keys.sign_key is None and settings.keys.sign_key_file is None:
+            _fail(settings, "keys.sign_key", f"a signing key is required in the {settings.profile} profile (JWT_SIGNING_KEY)")
+        if not (settings.login.users_file or settings.login.authenticate):
+            _fail(settings, "login.users_file", f"set login.users_file or login.authenticate in the {settings.profile} profile")
+    _check_clients(settings)
+
+
+def _check_http_url(settings: Settings, path: str, url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        _fail(settings, path, f"expected an absolute http(s) URL, got {url!r}")
+    if parts.query or parts.fragment:
+        _fail(settings, path, f"must not carry a query or fragment, got {url!r}")
+
+
+def _check_clients(settings: Settings) -> None:
+    seen: set[str] = set()
+    for i, client in enumerate(settings.clients):
+        path = f"clients[{i}]"
+        if client.client_id in seen:
+            _fail(settings, f"{path}.client_id", f"duplicate client_id {client.client_id!r}")
+        seen.add(client.client_id)
+        if not client.redirect_uris:
+            _fail(settings, f"{path}.redirect_uris", "at least one redirect URI is required")
+        method = client.token_endpoint_auth_method
+        if method not in (None, "none", "client_secret_basic", "client_secret_post"):
+            _fail(settings, f"{path}.token_endpoint_auth_method", f"unsupported method {method!r}")
+        if method in ("client_secret_basic", "client_secret_post") and not client.client_secret_hash:
+            _fail(settings, f"{path}.client_secret_hash", f"required for {method}")
+        if client.scope:
+            unknown = set(client.scope.split()) - set(settings.scopes)
+            if unknown:
+                _fail(settings, f"{path}.scope", f"scopes not in [scopes]: {', '.join(sorted(unknown))}")

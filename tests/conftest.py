@@ -1,0 +1,3 @@
+"""Shared pytest fixtures. Fixture modules register themselves here."""
+
+pytest_plugins: list[str] = []
