@@ -1,0 +1,5 @@
+import sys
+
+from frontauth.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""The aiohttp application: routes, middleware, templates and the storage lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import typing
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from frontauth import services as services_module
+from frontauth.appkeys import SERVICES
+from frontauth.config import Settings
+from frontauth.drivers import open_driver
+from frontauth.endpoints import authorize, consent, health, introspect, login, metadata, register, revoke, token, userinfo
+from frontauth.keys import SigningKeys
+from frontauth.responses import error_middleware, headers_middleware
+from frontauth.storage import Driver, StorageUnavailable
+
+logger = logging.getLogger("frontauth.cli")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/.well-known/oauth-authorization-server", metadata.authorization_server)
+    r.add_get("/.well-known/openid-configuration", metadata.authorization_server)
+    r.add_get("/.well-known/oauth-protected-resource", metadata.protected_resource)
+    r.add_get("/.well-known/jwks.json", metadata.jwks)
+    r.add_get("/oauth/authorize", authorize.authorize)
+    r.add_get("/oauth/login", login.login_page)
+    r.add_post("/oauth/login", login.login_submit)
+    r.add_get("/oauth/consent", consent.consent_page)
+    r.add_post("/oauth/consent", consent.consent_submit)
+    r.add_post("/oauth/token", token.token)
+    r.add_post("/oauth/register", register.register)
+    r.add_post("/oauth/revoke", revoke.revoke)
+    r.add_post("/oauth/introspect", introspect.introspect)
+    r.add_get("/oauth/userinfo", userinfo.userinfo)
+    r.add_get("/healthz", health.healthz)
+    r.add_get("/readyz", health.readyz)
+    r.add_static("/static", _static_dir(), append_version=False)
+
+
+def _static_dir() -> str:
+    import importlib.resources
+
+    return str(importlib.resources.files("frontauth.templates") / "static")
+
+
+async def open_storage(settings: Settings) -> Driver:
+    """Open the storage driver, retrying for storage.startup_wait seconds."""
+    deadline = asyncio.get_running_loop().time() + settings.storage.startup_wait
+    while True:
+        driver = await open_driver(settings.storage)
+        try:
+            await driver.ping()
+            return driver
+        except StorageUnavailable:
+            await driver.close()
+            if asyncio.get_running_loop().time() >= deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    keys: SigningKeys | None = None,
+    driver: Driver | None = None,
+) -> web.Application:
+    """Build the application; the storage driver opens when the app starts.
+
+    Args:
+        settings: validated settings.
+        keys: signing keys; loaded from settings when None.
+        driver: an already open driver (tests); opened from settings when None.
+    """
+    app = web.Application(
+        middlewares=[headers_middleware, error_middleware],
+        client_max_size=settings.server.max_body_size,
+    )
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("frontauth.templates", "."),
+        autoescape=jinja2.select_autoescape(default=True),
+    )
+    add_routes(app)
+
+    async def storage_ctx(app: web.Application) -> typing.AsyncIterator[None]:
+        opened = driver or await open_storage(settings)
+        app[SERVICES] = services_module.build(settings, opened, keys)
+        yield
+        if driver is None:
+            await opened.close()
+
+    app.cleanup_ctx.append(storage_ctx)
+    return app

@@ -1,0 +1,112 @@
+"""Validation of an authorization request and issuance of its code.
+
+The authorize endpoint runs the ``check_*`` steps in order. Until the client
+and its redirect_uri are verified, errors go to an error page; after that,
+they go back to the client with ``state`` and ``iss`` (RFC 6749 §4.1.2.1).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+
+from frontauth.clients import find_redirect_uri
+from frontauth.errors import InvalidRequest, InvalidScope, InvalidTarget, PageError, UnsupportedResponseType
+from frontauth.services import Services
+from frontauth.stores import ClientRecord, CodeRecord, PendingAuthorization
+from frontauth.tokens import new_opaque
+
+MAX_STATE_LENGTH = 1024
+
+
+async def check_client(services: Services, client_id: str | None) -> ClientRecord:
+    if not client_id:
+        raise PageError("Unknown application", "The request does not name a client (client_id is missing).")
+    client = await services.clients.find(client_id)
+    if client is None:
+        raise PageError("Unknown application", "No application is registered under this client_id.", detail=client_id[:80])
+    return client
+
+
+def check_redirect_uri(client: ClientRecord, requested: str | None) -> str:
+    # SECURITY: an unverified redirect_uri gets an error page, never a redirect (open redirector).
+    redirect_uri = find_redirect_uri(client, requested)
+    if redirect_uri is None:
+        raise PageError(
+            "Invalid redirect address",
+            "The redirect_uri does not match any address registered for this application.",
+        )
+    return redirect_uri
+
+
+def check_response_type(response_type: str | None) -> None:
+    if response_type != "code":
+        # OAuth 2.1 keeps only the code response type: no implicit flow.
+        raise UnsupportedResponseType("response_type must be code", redirectable=True)
+
+
+def check_state(state: str | None) -> str:
+    if not state:
+        raise InvalidRequest("state is required", redirectable=True)
+    if len(state) > MAX_STATE_LENGTH:
+        raise InvalidRequest("state is too long", redirectable=True)
+    return state
+
+
+def check_scope(services: Services, client: ClientRecord, requested: str | None) -> str:
+    """Return the granted scope string; unknown scopes are refused, not dropped."""
+    settings = services.settings
+    allowed = set(client.scope.split()) if client.scope else set(settings.scopes)
+    if requested is None or not requested.strip():
+        default = settings.default_scope or " ".join(sorted(settings.scopes))
+        return " ".join(s for s in default.split() if s in allowed)
+    wanted = list(dict.fromkeys(requested.split()))
+    unknown = [s for s in wanted if s not in settings.scopes]
+    if unknown:
+        raise InvalidScope("the request names a scope this server does not offer", redirectable=True)
+    if any(s not in allowed for s in wanted):
+        raise InvalidScope("the client may not request this scope", redirectable=True)
+    return " ".join(wanted)
+
+
+def check_resource(services: Services, resources: list[str]) -> str:
+    """RFC 8707 §2: the resource must be one this server issues tokens for."""
+    audiences = services.settings.audiences
+    if not resources:
+        return audiences[0]
+    if len(resources) > 1:
+        raise InvalidTarget("only one resource per request is supported", redirectable=True)
+    resource = resources[0]
+    parts = urllib.parse.urlsplit(resource)
+    if not parts.scheme or not parts.netloc or parts.fragment:
+        raise InvalidTarget("resource must be an absolute URI without a fragment", redirectable=True)
+    if resource not in audiences:
+        raise InvalidTarget("this server does not issue tokens for the requested resource", redirectable=True)
+    return resource
+
+
+async def issue_code(services: Services, pending: PendingAuthorization, subject: str, auth_time: int) -> dict[str, str]:
+    """Store a new authorization code for the pending request; return the redirect parameters."""
+    code = new_opaque()
+    record = CodeRecord(
+        client_id=pending.client_id,
+        redirect_uri=pending.redirect_uri,
+        redirect_uri_explicit=pending.redirect_uri_explicit,
+        code_challenge=pending.code_challenge,
+        scope=pending.scope,
+        resource=pending.resource,
+        subject=subject,
+        auth_time=auth_time,
+        family_id=uuid.uuid4().hex,
+    )
+    await services.stores.put_code(code, record, services.settings.tokens.code_ttl)
+    # RFC 9207 §2: iss lets the client detect a mix-up between servers.
+    return {"code": code, "state": pending.state, "iss": services.settings.issuer}
+
+
+def redirect_origin(redirect_uri: str) -> str:
+    """The CSP source that allows a form to end in a redirect to this URI."""
+    parts = urllib.parse.urlsplit(redirect_uri)
+    if parts.scheme in ("http", "https"):
+        return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}:"

@@ -1,0 +1,197 @@
+"""Command line: ``serve``, ``keys generate``, ``users add``, ``clients hash-secret``.
+
+``main(argv)`` returns the exit code, so tests call it directly. A bad setting
+ends start-up with one line that names the setting and where it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import signal
+import sys
+import typing
+
+from aiohttp import web
+
+from frontauth import config, log
+from frontauth import keys as signing_keys
+
+logger = logging.getLogger("frontauth.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="frontauth", description="OAuth 2.1 authorization server for MCP servers")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the authorization server")
+    serve.add_argument("--config", help="TOML configuration file")
+    serve.add_argument("--host", help="address to listen on (server.host)")
+    serve.add_argument("--port", type=int, help="TCP port to listen on (server.port)")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (logging.level)")
+    serve.add_argument("--public-url", help="external URL, becomes the issuer (public_url)")
+
+    keys = commands.add_parser("keys", help="signing key tools").add_subparsers(dest="keys_command", required=True)
+    generate = keys.add_parser("generate", help="print a new private signing JWK and its public half")
+    generate.add_argument("--alg", choices=signing_keys.ALGORITHMS, default="ES256", help="signature algorithm")
+    generate.add_argument("--kid", help="key id (default: the RFC 7638 thumbprint)")
+
+    users = commands.add_parser("users", help="manage the users file").add_subparsers(dest="users_command", required=True)
+    add = users.add_parser("add", help="add or replace a user in a users file; the password is read from the terminal or stdin")
+    add.add_argument("name", help="user name (the token subject)")
+    add.add_argument("--file", default="users.toml", help="users file to write (default: users.toml)")
+    add.add_argument("--email", help="e-mail address shown on the consent page")
+    add.add_argument("--display-name", help="full name shown on the consent page")
+
+    clients = commands.add_parser("clients", help="client tools").add_subparsers(dest="clients_command", required=True)
+    clients.add_parser("hash-secret", help="hash a client secret read from stdin for clients[].client_secret_hash")
+    return parser
+
+
+def main(argv: typing.Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "keys":
+        return _keys_generate(args)
+    if args.command == "users":
+        return _users_add(args)
+    return _hash_secret()
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    private = signing_keys.generate(args.alg, args.kid)
+    print(json.dumps({"private": private, "public": signing_keys.public_half(private)}, indent=2))
+    print(
+        "\nPut the private JWK in JWT_SIGNING_KEY (or keys.sign_key) and keep it secret;"
+        " keep the public half in keys.previous after the next rotation.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _read_secret(prompt: str) -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("again: ") != first:
+            raise ValueError("the two entries differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    from frontauth.users import add_user
+
+    try:
+        password = _read_secret(f"password for {args.name}: ")
+    except ValueError as exc:
+        print(f"frontauth: {exc}", file=sys.stderr)
+        return 2
+    if len(password) < 8:
+        print("frontauth: the password must have at least 8 characters", file=sys.stderr)
+        return 2
+    try:
+        add_user(args.file, args.name, password, name=args.display_name, email=args.email)
+    except (OSError, config.ConfigError) as exc:
+        print(f"frontauth: {exc}", file=sys.stderr)
+        return 1
+    print(f"added user {args.name} to {args.file}", file=sys.stderr)
+    return 0
+
+
+def _hash_secret() -> int:
+    from frontauth.users import hash_password
+
+    secret = _read_secret("client secret: ")
+    if len(secret) < 16:
+        print("frontauth: the client secret must have at least 16 characters", file=sys.stderr)
+        return 2
+    print(hash_password(secret))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {
+        "server.host": args.host,
+        "server.port": args.port,
+        "logging.level": args.log_level,
+        "public_url": args.public_url,
+    }
+    try:
+        settings = config.load(args.config, overrides=overrides)
+    except config.ConfigError as exc:
+        print(f"frontauth: {exc}", file=sys.stderr)
+        return 2
+    log.configure(settings.logging.level, settings.logging.format)
+    try:
+        prepared = _prepare(settings)
+    except config.ConfigError as exc:
+        print(f"frontauth: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_run(settings, prepared))
+    except KeyboardInterrupt:
+        return 0
+
+
+def _prepare(settings: config.Settings) -> signing_keys.SigningKeys:
+    """Load everything that can fail on configuration before the socket opens."""
+    from frontauth.services import load_server_secret
+    from frontauth.users import UserDirectory
+
+    keys = signing_keys.load(settings)
+    UserDirectory(settings)
+    load_server_secret(settings)
+    return keys
+
+
+async def _run(settings: config.Settings, keys: signing_keys.SigningKeys) -> int:
+    from frontauth.app import create_app, open_storage
+    from frontauth.storage import StorageUnavailable
+
+    try:
+        driver = await open_storage(settings)
+    except StorageUnavailable as exc:
+        print(f"frontauth: storage at storage.url is unreachable: {exc.reason}", file=sys.stderr)
+        return 1
+    app = create_app(settings, keys=keys, driver=driver)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        print(f"frontauth: cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror}", file=sys.stderr)
+        await runner.cleanup()
+        await driver.close()
+        return 1
+    _log_startup(settings, keys, driver.name)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    logger.info("stopping")
+    await runner.cleanup()
+    await driver.close()
+    return 0
+
+
+def _log_startup(settings: config.Settings, keys: signing_keys.SigningKeys, driver_name: str) -> None:
+    logger.info(
+        "frontauth serving %s mode, %s profile, on %s (issuer %s), storage %s, signing key %s (%s)",
+        settings.mode, settings.profile, f"{settings.server.host}:{settings.server.port}",
+        settings.issuer, driver_name, keys.kid, keys.alg,
+    )
+    if driver_name == "memory":
+        logger.warning("the memory driver keeps state in this process only: it is lost on restart and not shared")
+    if settings.development_login:
+        logger.warning(
+            "development sign-in is on: any e-mail address signs in without a password. "
+            "Set login.users_file or login.authenticate before real users arrive."
+        )
+    logger.info("resources (token audiences): %s", ", ".join(settings.audiences))

@@ -1,0 +1,171 @@
+"""Clients: lookup, redirect_uri matching and client authentication.
+
+Pre-registered clients come from configuration and are never written to
+storage; dynamically registered ones (RFC 7591) live in the shared store so
+every instance knows them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import urllib.parse
+
+from frontauth.config import ClientSettings, Settings
+from frontauth.errors import InvalidClient, InvalidRequest
+from frontauth.stores import ClientRecord, Stores
+from frontauth.users import verify_password
+
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
+
+
+def client_from_settings(entry: ClientSettings) -> ClientRecord:
+    method = entry.token_endpoint_auth_method or ("client_secret_basic" if entry.client_secret_hash else "none")
+    return ClientRecord(
+        client_id=entry.client_id,
+        redirect_uris=list(entry.redirect_uris),
+        token_endpoint_auth_method=method,
+        client_secret_hash=entry.client_secret_hash,
+        client_name=entry.client_name,
+        scope=entry.scope,
+    )
+
+
+class ClientRegistry:
+    """Finds clients in configuration first, then in storage."""
+
+    def __init__(self, settings: Settings, stores: Stores) -> None:
+        self._configured = {c.client_id: client_from_settings(c) for c in settings.clients}
+        self._stores = stores
+
+    def is_configured(self, client_id: str) -> bool:
+        return client_id in self._configured
+
+    async def find(self, client_id: str) -> ClientRecord | None:
+        """Return the client, or None when no client has this client_id."""
+        if client_id in self._configured:
+            return self._configured[client_id]
+        if not client_id or len(client_id) > 255:
+            return None
+        return await self._stores.get_client(client_id)
+
+    async def authenticate(
+        self, form: dict[str, str], authorization: str | None
+    ) -> ClientRecord:
+        """Identify and authenticate the client of a token, revocation or introspection request.
+
+        Public clients identify themselves with ``client_id`` alone; confidential
+        clients must use the method they registered (RFC 6749 §2.3.1). Secrets
+        are compared in constant time.
+
+        Raises:
+            InvalidClient: unknown client, wrong or missing secret, or a method
+                other than the registered one.
+            InvalidRequest: credentials given in two ways at once.
+        """
+        basic = _parse_basic(authorization)
+        form_id = form.get("client_id")
+        form_secret = form.get("client_secret")
+        if basic is not None and form_secret is not None:
+            raise InvalidRequest("client credentials must be sent in one way only (RFC 6749 §2.3.1)")
+        if basic is not None:
+            client_id, secret = basic
+            if form_id is not None and form_id != client_id:
+                raise InvalidRequest("client_id in the body differs from the Authorization header")
+            method = "client_secret_basic"
+        elif form_secret is not None:
+            client_id, secret, method = form_id or "", form_secret, "client_secret_post"
+        else:
+            client_id, secret, method = form_id or "", None, "none"
+        if not client_id:
+            raise InvalidClient("client authentication is required", headers=_challenge(authorization))
+
+        client = await self.find(client_id)
+        if client is None:
+            raise InvalidClient("client authentication failed", detail="unknown client_id", headers=_challenge(authorization))
+        if not client.confidential:
+            if secret is not None:
+                raise InvalidClient(
+                    "client authentication failed", detail="public client sent a secret", headers=_challenge(authorization)
+                )
+            return client
+        if method != client.token_endpoint_auth_method or secret is None or client.client_secret_hash is None:
+            raise InvalidClient(
+                "client authentication failed",
+                detail=f"client registered {client.token_endpoint_auth_method}, request used {method}",
+                headers=_challenge(authorization),
+            )
+        if not verify_password(secret, client.client_secret_hash):
+            raise InvalidClient("client authentication failed", detail="wrong client secret", headers=_challenge(authorization))
+        return client
+
+
+def _challenge(authorization: str | None) -> dict[str, str]:
+    # RFC 6749 §5.2: answer 401 with a challenge for the scheme the client tried.
+    return {"WWW-Authenticate": 'Basic realm="frontauth"'}
+
+
+def _parse_basic(header: str | None) -> tuple[str, str] | None:
+    """Decode HTTP Basic client credentials (RFC 6749 §2.3.1: form-urlencoded id and secret)."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClient("unsupported authentication scheme", headers=_challenge(header))
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient("malformed Basic credentials", headers=_challenge(header)) from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClient("malformed Basic credentials", headers=_challenge(header))
+    return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and the name localhost."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def redirect_uri_matches(requested: str, registered: str) -> bool:
+    """Compare a requested redirect_uri with a registered one.
+
+    Exact string match (OAuth 2.1 §2.3.1), except that a loopback http URI may
+    use any port, because native apps bind an ephemeral port (RFC 8252 §7.3).
+    """
+    if requested == registered:
+        return True
+    try:
+        req = urllib.parse.urlsplit(requested)
+        reg = urllib.parse.urlsplit(registered)
+        # Reading .port raises ValueError for a port that is not a number in range.
+        _ = (req.port, reg.port)
+    except ValueError:
+        return False
+    if req.scheme != "http" or reg.scheme != "http":
+        return False
+    if not is_loopback_host(reg.hostname) or req.hostname != reg.hostname:
+        return False
+    # The port is the one part allowed to differ.
+    return (req.path, req.query, req.username, req.password) == (reg.path, reg.query, reg.username, reg.password)
+
+
+def find_redirect_uri(client: ClientRecord, requested: str | None) -> str | None:
+    """Return the redirect_uri to use, or None when the request's does not match.
+
+    RFC 6749 §3.1.2.3: with one registered URI the parameter may be omitted.
+    """
+    if requested is None:
+        return client.redirect_uris[0] if len(client.redirect_uris) == 1 else None
+    for registered in client.redirect_uris:
+        if redirect_uri_matches(requested, registered):
+            return requested
+    return None

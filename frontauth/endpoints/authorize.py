@@ -1,0 +1,77 @@
+"""The authorization endpoint (RFC 6749 §4.1.1, OAuth 2.1 §4.1.1).
+
+Steps: check_client, check_redirect_uri (both before anything may be
+redirected), check_response_type, check_state, check_pkce, check_scope,
+check_resource; then either issue the code at once (signed in, consent
+already given) or store a pending authorization and send the browser to the
+sign-in or consent page.
+"""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+from aiohttp import web
+
+from frontauth import authorization, pkce
+from frontauth.appkeys import SERVICES
+from frontauth.browser import ensure_browser_id, load_session, set_cookies
+from frontauth.params import query_params
+from frontauth.responses import FORM_ACTION, NO_STORE, VERIFIED_REDIRECT, redirect_with_params
+from frontauth.stores import PendingAuthorization
+from frontauth.tokens import digest, new_opaque
+
+
+async def authorize(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    params, repeated = query_params(request)
+    client = await authorization.check_client(services, params.get("client_id"))
+    request["client_id"] = client.client_id
+    redirect_uri = authorization.check_redirect_uri(client, params.get("redirect_uri"))
+    request[VERIFIED_REDIRECT] = (redirect_uri, params.get("state") or None)
+    request[FORM_ACTION] = authorization.redirect_origin(redirect_uri)
+
+    authorization.check_response_type(params.get("response_type"))
+    state = authorization.check_state(params.get("state"))
+    challenge = pkce.check_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
+    scope = authorization.check_scope(services, client, params.get("scope"))
+    resource = authorization.check_resource(services, repeated.get("resource", []))
+    prompt = set(params.get("prompt", "").split())
+
+    cookies: dict[str, str] = {}
+    browser = ensure_browser_id(request, cookies)
+    pending = PendingAuthorization(
+        client_id=client.client_id,
+        redirect_uri=redirect_uri,
+        redirect_uri_explicit="redirect_uri" in params,
+        state=state,
+        code_challenge=challenge,
+        scope=scope,
+        resource=resource,
+        browser=digest(browser),
+        created_at=int(time.time()),
+    )
+
+    session = None if "login" in prompt else await load_session(request, services)
+    if session is not None:
+        approved = await services.stores.get_consent(session.subject, client.client_id)
+        new_scopes = [s for s in scope.split() if s not in approved]
+        consent_needed = services.settings.consent.enabled and (
+            new_scopes or not services.settings.consent.remember or "consent" in prompt
+        )
+        if not consent_needed:
+            params_out = await authorization.issue_code(services, pending, session.subject, session.auth_time)
+            return redirect_with_params(redirect_uri, params_out)
+        pending = _with_new_scopes(pending, new_scopes)
+
+    pending_id = new_opaque()
+    await services.stores.put_pending(pending_id, pending, services.settings.tokens.pending_ttl)
+    page = "consent" if session is not None else "login"
+    response = web.Response(status=302, headers={"Location": f"{services.settings.issuer}/oauth/{page}?pending={pending_id}", **NO_STORE})
+    set_cookies(response, services, cookies)
+    return response
+
+
+def _with_new_scopes(pending: PendingAuthorization, new_scopes: list[str]) -> PendingAuthorization:
+    return attrs.evolve(pending, new_scopes=" ".join(new_scopes))

@@ -1,0 +1,89 @@
+"""The consent page (GET shows what the client asks for, POST records the decision).
+
+Steps: load_pending (exists, same browser), load_session (signed in), then on
+POST check_form_csrf and take the pending authorization, which makes the form
+single use; approve issues the code, deny returns access_denied to the client
+with state and iss (RFC 6749 §4.1.2.1, RFC 9207).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from aiohttp import web
+
+from frontauth import authorization
+from frontauth.appkeys import SERVICES
+from frontauth.browser import csrf_token, load_session
+from frontauth.endpoints.pending import check_form_csrf, expired, load_pending, pending_id_of
+from frontauth.errors import AccessDenied, PageError
+from frontauth.params import form_params, query_params
+from frontauth.responses import NO_STORE, redirect_with_params, render_page
+from frontauth.services import Services
+
+FORM = "consent"
+
+
+def _login_redirect(services: Services, pending_id: str) -> web.Response:
+    return web.Response(
+        status=303, headers={"Location": f"{services.settings.issuer}/oauth/login?pending={pending_id}", **NO_STORE}
+    )
+
+
+async def consent_page(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    params, _ = query_params(request)
+    pending_id = pending_id_of(params)
+    pending, browser = await load_pending(request, services, pending_id)
+    session = await load_session(request, services)
+    if session is None:
+        return _login_redirect(services, pending_id)
+    client = await services.clients.find(pending.client_id)
+    if client is None:
+        raise PageError("Unknown application", "The application was removed while you were signing in.")
+    approved = await services.stores.get_consent(session.subject, client.client_id)
+    scopes = [
+        {"name": name, "description": services.settings.scopes.get(name, name), "new": name not in approved and bool(approved)}
+        for name in pending.scope.split()
+    ]
+    context = {
+        "pending_id": pending_id,
+        "csrf_token": csrf_token(services, FORM, pending_id, browser),
+        "client_name": client.client_name or client.client_id,
+        "client_id": client.client_id,
+        "client_verified": not client.dynamic,
+        "redirect_host": urllib.parse.urlsplit(pending.redirect_uri).netloc or pending.redirect_uri.split(":", 1)[0],
+        "resource": pending.resource,
+        "scopes": scopes,
+        "user": session.email or session.name or session.subject,
+    }
+    return render_page(request, "consent.html", context)
+
+
+async def consent_submit(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    form, _ = await form_params(request)
+    pending_id = pending_id_of(form)
+    pending, browser = await load_pending(request, services, pending_id)
+    check_form_csrf(services, FORM, pending_id, browser, form)
+    session = await load_session(request, services)
+    if session is None:
+        return _login_redirect(services, pending_id)
+    decision = form.get("decision")
+    if decision not in ("approve", "deny"):
+        raise PageError("Invalid decision", "Choose Approve or Deny.")
+
+    # SECURITY: taking the pending authorization makes the form single use.
+    taken = await services.stores.take_pending(pending_id)
+    if taken is None:
+        raise expired()
+    if decision == "deny":
+        raise AccessDenied("the user denied the request", redirectable=True)
+
+    if services.settings.consent.remember:
+        approved = await services.stores.get_consent(session.subject, taken.client_id)
+        await services.stores.put_consent(
+            session.subject, taken.client_id, approved | set(taken.scope.split()), services.settings.refresh_ttl
+        )
+    params = await authorization.issue_code(services, taken, session.subject, session.auth_time)
+    return redirect_with_params(taken.redirect_uri, params)

@@ -1,0 +1,187 @@
+"""Dynamic client registration (RFC 7591).
+
+Steps: check_access (enabled, initial access token, registration cap),
+check_metadata (redirect URIs, grant and response types, auth method, scope,
+display fields), then store the client and respond 201 with its metadata.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import json
+import time
+import urllib.parse
+import uuid
+
+import attrs
+from aiohttp import web
+
+from frontauth.appkeys import SERVICES
+from frontauth.clients import is_loopback_host
+from frontauth.errors import (
+    AccessDenied,
+    InvalidClientMetadata,
+    InvalidRedirectUri,
+    InvalidRequest,
+    InvalidToken,
+)
+from frontauth.responses import json_response
+from frontauth.services import Services
+from frontauth.stores import ClientRecord
+from frontauth.tokens import new_opaque
+from frontauth.users import hash_random_secret
+
+AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+GRANT_TYPES = ("authorization_code", "refresh_token")
+MAX_REDIRECT_URIS = 10
+MAX_URI_LENGTH = 2000
+MAX_NAME_LENGTH = 200
+# Cap window: registrations counted over ten years amount to "ever".
+CAP_WINDOW = 10 * 365 * 86400.0
+
+
+def check_access(services: Services, request: web.Request) -> None:
+    settings = services.settings.registration
+    if not settings.enabled:
+        raise AccessDenied("dynamic client registration is disabled")
+    expected = settings.initial_access_token
+    if expected is not None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            raise InvalidToken("an initial access token is required to register (RFC 7591 §3)")
+
+
+def _string(metadata: dict[str, object], name: str, limit: int = MAX_NAME_LENGTH) -> str | None:
+    value = metadata.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidClientMetadata(f"{name} must be a string of at most {limit} characters")
+    return value
+
+
+def _string_list(metadata: dict[str, object], name: str) -> list[str] | None:
+    value = metadata.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidClientMetadata(f"{name} must be an array of strings")
+    return value
+
+
+def check_redirect_uri(services: Services, uri: str) -> None:
+    if len(uri) > MAX_URI_LENGTH:
+        raise InvalidRedirectUri("a redirect URI is too long")
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.scheme or parts.fragment or "#" in uri:
+        # RFC 6749 §3.1.2: absolute URI without a fragment.
+        raise InvalidRedirectUri("redirect URIs must be absolute and carry no fragment")
+    patterns = services.settings.registration.allowed_redirect_uris
+    if patterns:
+        if not any(fnmatch.fnmatchcase(uri, pattern) for pattern in patterns):
+            raise InvalidRedirectUri("a redirect URI is not allowed by this server's registration policy")
+        return
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return
+    raise InvalidRedirectUri("redirect URIs must use https, or http on a loopback address")
+
+
+def check_metadata(services: Services, metadata: dict[str, object]) -> ClientRecord:
+    redirect_uris = _string_list(metadata, "redirect_uris")
+    if not redirect_uris:
+        raise InvalidRedirectUri("redirect_uris is required")
+    if len(redirect_uris) > MAX_REDIRECT_URIS:
+        raise InvalidRedirectUri(f"at most {MAX_REDIRECT_URIS} redirect URIs may be registered")
+    for uri in redirect_uris:
+        check_redirect_uri(services, uri)
+
+    # RFC 7591 §2: the default method is client_secret_basic.
+    method = _string(metadata, "token_endpoint_auth_method") or "client_secret_basic"
+    if method not in AUTH_METHODS:
+        raise InvalidClientMetadata(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
+    grant_types = _string_list(metadata, "grant_types") or ["authorization_code"]
+    if any(g not in GRANT_TYPES for g in grant_types):
+        raise InvalidClientMetadata("grant_types may contain only authorization_code and refresh_token")
+    if "authorization_code" not in grant_types:
+        raise InvalidClientMetadata("grant_types must include authorization_code")
+    response_types = _string_list(metadata, "response_types") or ["code"]
+    if response_types != ["code"]:
+        raise InvalidClientMetadata("response_types must be [\"code\"]")
+    scope = _string(metadata, "scope", 1000)
+    if scope is not None:
+        unknown = [s for s in scope.split() if s not in services.settings.scopes]
+        if unknown:
+            raise InvalidClientMetadata("scope names a scope this server does not offer")
+    # Refresh tokens are issued with every code: registering without the
+    # refresh_token grant would make them unusable, so it is added.
+    if "refresh_token" not in grant_types:
+        grant_types = [*grant_types, "refresh_token"]
+    return ClientRecord(
+        client_id="",
+        redirect_uris=redirect_uris,
+        token_endpoint_auth_method=method,
+        client_name=_string(metadata, "client_name"),
+        client_uri=_string(metadata, "client_uri", MAX_URI_LENGTH),
+        logo_uri=_string(metadata, "logo_uri", MAX_URI_LENGTH),
+        scope=scope,
+        grant_types=grant_types,
+        response_types=response_types,
+        application_type=_string(metadata, "application_type"),
+        dynamic=True,
+    )
+
+
+async def _read_json(request: web.Request) -> dict[str, object]:
+    if request.content_type != "application/json":
+        raise InvalidRequest("the body must be application/json (RFC 7591 §3.1)")
+    raw = await request.read()
+    try:
+        metadata = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidClientMetadata("the body is not valid JSON") from None
+    if not isinstance(metadata, dict):
+        raise InvalidClientMetadata("the body must be a JSON object")
+    return metadata
+
+
+async def register(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    check_access(services, request)
+    metadata = await _read_json(request)
+    record = check_metadata(services, metadata)
+
+    cap = services.settings.registration.max_clients
+    window = await services.driver.hit(services.stores.key("ratelimit", "registrations"), CAP_WINDOW, cap, time.time())
+    if not window.allowed:
+        raise AccessDenied("the server has reached its limit of registered clients")
+
+    secret = new_opaque() if record.token_endpoint_auth_method != "none" else None
+    issued_at = int(time.time())
+    client = attrs.evolve(
+        record,
+        client_id=uuid.uuid4().hex,
+        client_secret_hash=hash_random_secret(secret) if secret else None,
+        client_id_issued_at=issued_at,
+    )
+    await services.stores.create_client(client)
+    request["client_id"] = client.client_id
+    body: dict[str, object] = {
+        "client_id": client.client_id,
+        "client_id_issued_at": issued_at,
+        "redirect_uris": client.redirect_uris,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "grant_types": client.grant_types,
+        "response_types": client.response_types,
+    }
+    for name in ("client_name", "client_uri", "logo_uri", "scope", "application_type"):
+        value = getattr(client, name)
+        if value is not None:
+            body[name] = value
+    if secret is not None:
+        body["client_secret"] = secret
+        body["client_secret_expires_at"] = 0
+    return json_response(body, status=201)
+

@@ -1,0 +1,78 @@
+"""The authorization_code grant (RFC 6749 §4.1.3, OAuth 2.1 §4.1.3, RFC 7636 §4.6).
+
+Steps: check_parameters, load_code, check_binding (client, redirect_uri,
+PKCE), consume (atomic swap; the loser of a race or a replay revokes the
+family), respond with tokens.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from frontauth import pkce
+from frontauth.grants.issue import issue_tokens
+from frontauth.errors import InvalidGrant, InvalidRequest
+from frontauth.services import Services
+from frontauth.stores import ClientRecord, CodeRecord
+
+GRANT_TYPE = "authorization_code"
+PARAMETERS = frozenset({"grant_type", "code", "redirect_uri", "code_verifier", "client_id", "client_secret", "resource"})
+
+
+def check_parameters(form: dict[str, str]) -> str:
+    code = form.get("code")
+    if not code:
+        raise InvalidRequest("code is required")
+    return code
+
+
+def check_binding(record: CodeRecord, client: ClientRecord, form: dict[str, str]) -> None:
+    """Check that the code was issued to this client, for this redirect_uri and verifier."""
+    if not hmac.compare_digest(record.client_id, client.client_id):
+        raise InvalidGrant("the code was issued to another client")
+    redirect_uri = form.get("redirect_uri")
+    # RFC 6749 §4.1.3: redirect_uri must be present and identical when the
+    # authorization request carried one.
+    if redirect_uri is None and record.redirect_uri_explicit:
+        raise InvalidRequest("redirect_uri is required: the authorization request included it")
+    if redirect_uri is not None and redirect_uri != record.redirect_uri:
+        raise InvalidGrant("redirect_uri does not match the authorization request")
+    resource = form.get("resource")
+    if resource is not None and resource != record.resource:
+        raise InvalidGrant("resource does not match the authorization request")
+    pkce.check_verifier(form.get("code_verifier"), record.code_challenge)
+
+
+async def revoke_replayed(services: Services, record: CodeRecord) -> None:
+    # SECURITY: RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it.
+    await services.stores.revoke_family(
+        record.family_id, record.client_id, record.subject, services.settings.refresh_ttl
+    )
+
+
+async def handle(services: Services, client: ClientRecord, form: dict[str, str]) -> dict[str, object]:
+    code = check_parameters(form)
+    record = await services.stores.get_code(code)
+    if record is None:
+        raise InvalidGrant("the code is invalid or expired")
+    if record.consumed:
+        await revoke_replayed(services, record)
+        raise InvalidGrant("the code was already used", detail="code replay: family revoked")
+    check_binding(record, client, form)
+
+    before = await services.stores.consume_code(code, record)
+    if before is None:
+        raise InvalidGrant("the code is invalid or expired")
+    if before.consumed:
+        await revoke_replayed(services, before)
+        raise InvalidGrant("the code was already used", detail="concurrent redemption: family revoked")
+
+    return await issue_tokens(
+        services,
+        client_id=record.client_id,
+        subject=record.subject,
+        scope=record.scope,
+        resource=record.resource,
+        family_id=record.family_id,
+        auth_time=record.auth_time,
+    )

@@ -1,0 +1,47 @@
+"""The token response both grants return (RFC 6749 §5.1)."""
+
+from __future__ import annotations
+
+from frontauth.services import Services
+from frontauth.stores import RefreshRecord
+from frontauth.tokens import new_opaque
+
+
+async def issue_tokens(
+    services: Services,
+    *,
+    client_id: str,
+    subject: str,
+    scope: str,
+    resource: str,
+    family_id: str,
+    auth_time: int,
+) -> dict[str, object]:
+    """Mint an access token and a new refresh token of the family; return the response body."""
+    access = services.minter.mint(
+        subject=subject,
+        client_id=client_id,
+        scope=scope,
+        audience=resource,
+        family_id=family_id,
+        auth_time=auth_time,
+    )
+    refresh_token = new_opaque()
+    lifetime = services.settings.refresh_ttl
+    record = RefreshRecord(
+        client_id=client_id,
+        subject=subject,
+        scope=scope,
+        resource=resource,
+        family_id=family_id,
+        auth_time=auth_time,
+        expires_at=int(services.clock()) + lifetime,
+    )
+    await services.stores.put_refresh(refresh_token, record, lifetime)
+    return {
+        "access_token": access.token,
+        "token_type": "Bearer",
+        "expires_in": access.expires_in,
+        "refresh_token": refresh_token,
+        "scope": scope,
+    }

@@ -1,0 +1,79 @@
+"""Strict parsing of request parameters (query strings and form bodies).
+
+RFC 6749 §3.1 and §3.2: parameters must not be included more than once, and
+the token endpoint takes ``application/x-www-form-urlencoded`` bodies only.
+Values are kept as text; each endpoint validates the ones it reads.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from aiohttp import web
+
+from frontauth.errors import InvalidRequest
+
+MAX_PARAMETER_LENGTH = 4096
+# Parameters that RFC 8707 allows more than once; endpoints decide what to do with several.
+REPEATABLE = frozenset({"resource"})
+
+
+def parse_pairs(text: str, *, redirectable: bool = False) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Parse urlencoded text into single values, plus the repeatable ones as lists.
+
+    Raises:
+        InvalidRequest: a parameter appears twice, or a value is too long.
+    """
+    single: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {}
+    try:
+        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=100)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("malformed parameters", redirectable=redirectable) from None
+    for name, value in pairs:
+        if len(value) > MAX_PARAMETER_LENGTH:
+            raise InvalidRequest(f"parameter {_shown(name)} is too long", redirectable=redirectable)
+        if "\x00" in value:
+            raise InvalidRequest(f"parameter {_shown(name)} contains a NUL character", redirectable=redirectable)
+        if name in REPEATABLE:
+            repeated.setdefault(name, []).append(value)
+            continue
+        if name in single:
+            raise InvalidRequest(
+                f"parameter {_shown(name)} is included more than once (RFC 6749 §3.1)", redirectable=redirectable
+            )
+        single[name] = value
+    for name, values in repeated.items():
+        single[name] = values[0]
+    return single, repeated
+
+
+def _shown(name: str) -> str:
+    """A parameter name safe to put in an error_description."""
+    cleaned = "".join(c for c in name[:40] if c.isalnum() or c in "_-.")
+    return cleaned or "(unnamed)"
+
+
+def query_params(request: web.Request, *, redirectable: bool = False) -> tuple[dict[str, str], dict[str, list[str]]]:
+    return parse_pairs(request.rel_url.raw_query_string, redirectable=redirectable)
+
+
+def is_form_content_type(content_type: str) -> bool:
+    """Whether the request's media type is application/x-www-form-urlencoded."""
+    return content_type.lower() == "application/x-www-form-urlencoded"
+
+
+async def form_params(request: web.Request) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Read a form body strictly.
+
+    Raises:
+        InvalidRequest: wrong content type, body not UTF-8, duplicated parameters.
+    """
+    if not is_form_content_type(request.content_type):
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded")
+    raw = await request.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not valid UTF-8") from None
+    return parse_pairs(text)

@@ -1,0 +1,241 @@
+"""The cached key set (JWKS) of one authorization server.
+
+Lifecycle: the first verification discovers ``jwks_uri`` from the issuer's
+RFC 8414 metadata and fetches the key set. The key set is then reused until
+``ttl`` seconds pass. A token whose ``kid`` is not in the set triggers a refetch,
+but at most one per ``refetch_cooldown`` seconds, so a flood of tokens with
+made-up key ids cannot turn into a flood of requests to the authorization server.
+
+Invariants:
+
+- At most one fetch runs at a time. Callers that need keys while it runs wait
+  for that fetch instead of starting their own.
+- A failed fetch never discards the last good key set. The next attempt waits
+  for an exponential backoff with jitter (1 s, 2 s, 4 s, … up to
+  ``max_backoff``), and is made by the first verification after that time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import typing
+import urllib.parse
+
+import aiohttp
+from joserfc.errors import JoseError
+from joserfc.jwk import Key, KeySet
+
+from frontauth.resource.errors import KeySetUnavailable
+
+logger = logging.getLogger("frontauth.resource")
+
+# Largest metadata document or key set accepted, in bytes.
+MAX_DOCUMENT_SIZE = 256 * 1024
+
+# First retry delay after a failed fetch, in seconds; it doubles on each failure.
+_FIRST_BACKOFF = 1.0
+
+
+class FetchError(Exception):
+    """The metadata document or the key set could not be fetched or parsed."""
+
+
+def metadata_url(issuer: str) -> str:
+    """Return the RFC 8414 metadata URL of an issuer.
+
+    RFC 8414 §3.1: the well-known segment goes between the host and the path of
+    the issuer, so ``https://as.example/tenant`` has its metadata at
+    ``https://as.example/.well-known/oauth-authorization-server/tenant``.
+    """
+    parts = urllib.parse.urlsplit(issuer)
+    path = "/.well-known/oauth-authorization-server" + parts.path.rstrip("/")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+class KeySetCache:
+    """Signature keys of one issuer, fetched over HTTP and cached.
+
+    Args:
+        issuer: the issuer identifier; its metadata must name exactly this issuer.
+        jwks: a fixed key set (``{"keys": [...]}``). When given, nothing is fetched.
+        jwks_uri: the key set URL. When given, metadata discovery is skipped.
+        ttl: seconds a fetched key set is used before it is fetched again.
+        refetch_cooldown: minimum seconds between two fetches; an unknown
+            ``kid`` triggers a refetch only when this much time has passed.
+        max_backoff: longest delay between attempts after failed fetches, in seconds.
+        timeout: seconds allowed for each HTTP request.
+        session: aiohttp client session to use; when None, one is created on the
+            first fetch and closed by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        jwks: typing.Mapping[str, typing.Any] | None = None,
+        jwks_uri: str | None = None,
+        ttl: float = 300.0,
+        refetch_cooldown: float = 30.0,
+        max_backoff: float = 60.0,
+        timeout: float = 5.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self._configured_jwks_uri = jwks_uri
+        self._jwks_uri = jwks_uri
+        self._ttl = ttl
+        self._refetch_cooldown = refetch_cooldown
+        self._max_backoff = max_backoff
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session = session
+        self._owns_session = session is None
+
+        self._keys: KeySet | None = None
+        self._static = jwks is not None
+        if jwks is not None:
+            try:
+                self._keys = _import_key_set(jwks)
+            except FetchError as exc:
+                raise ValueError(f"jwks: {exc}") from exc
+        self._stale_at = 0.0
+        self._next_fetch_at = 0.0
+        self._failures = 0
+        self._fetch_task: asyncio.Task[None] | None = None
+
+        self.fetch_count = 0
+        """Number of key set fetches attempted, successful or not."""
+        self.fetch_errors = 0
+        """Number of failed fetches (metadata or key set)."""
+
+    async def get_key(self, kid: str) -> Key | None:
+        """Return the key with this ``kid``, refreshing the key set if needed.
+
+        Returns:
+            The key, or None when no key of the current key set has this ``kid``
+            and a refetch is not allowed yet or did not bring one.
+
+        Raises:
+            KeySetUnavailable: no key set has ever been loaded.
+        """
+        if not self._static and (self._keys is None or time.monotonic() >= self._stale_at):
+            await self._refresh()
+        key = self._find(kid)
+        if key is None and not self._static:
+            # Possibly a key rotation at the authorization server.
+            await self._refresh()
+            key = self._find(kid)
+        if self._keys is None:
+            raise KeySetUnavailable(f"no key set of issuer {self.issuer} could be loaded")
+        return key
+
+    async def close(self) -> None:
+        """Cancel a running fetch and close the HTTP session if this cache created it."""
+        if self._fetch_task is not None:
+            self._fetch_task.cancel()
+            try:
+                await self._fetch_task
+            except asyncio.CancelledError:
+                pass
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _find(self, kid: str) -> Key | None:
+        if self._keys is None:
+            return None
+        for key in self._keys:
+            if key.kid == kid:
+                return key
+        return None
+
+    async def _refresh(self) -> None:
+        """Join the running fetch, or start one if the cool-down or backoff allows it."""
+        if self._fetch_task is None:
+            if time.monotonic() < self._next_fetch_at:
+                return
+            self._fetch_task = asyncio.create_task(self._fetch())
+        # NOTE: shield, so that a caller whose request is cancelled does not
+        # cancel the fetch that other callers are waiting for.
+        await asyncio.shield(self._fetch_task)
+
+    async def _fetch(self) -> None:
+        self.fetch_count += 1
+        started = time.monotonic()
+        try:
+            if self._jwks_uri is None:
+                self._jwks_uri = await self._discover_jwks_uri()
+            document = await self._get_json(self._jwks_uri)
+            keys = _import_key_set(document)
+        except FetchError as exc:
+            self.fetch_errors += 1
+            self._failures += 1
+            backoff = min(_FIRST_BACKOFF * 2 ** (self._failures - 1), self._max_backoff)
+            self._next_fetch_at = started + random.uniform(backoff / 2, backoff)
+            # Discover again next time, in case the metadata moved the key set.
+            self._jwks_uri = self._configured_jwks_uri
+            logger.warning(
+                "fetching the key set of issuer %s failed (attempt %d, %s); %s",
+                self.issuer,
+                self._failures,
+                exc,
+                "keeping the previous key set" if self._keys is not None else "no key set is loaded",
+            )
+        else:
+            self._keys = keys
+            self._failures = 0
+            self._stale_at = started + self._ttl
+            self._next_fetch_at = started + self._refetch_cooldown
+            logger.debug("loaded %d keys of issuer %s", len(keys.keys), self.issuer)
+        finally:
+            self._fetch_task = None
+
+    async def _discover_jwks_uri(self) -> str:
+        document = await self._get_json(metadata_url(self.issuer))
+        # SECURITY: RFC 8414 §3.3: the metadata must name the issuer it was
+        # requested for, or another server's keys could be trusted (mix-up).
+        if document.get("issuer") != self.issuer:
+            raise FetchError(f"metadata issuer is not {self.issuer}")
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or urllib.parse.urlsplit(jwks_uri).scheme not in ("https", "http"):
+            raise FetchError("metadata has no valid jwks_uri")
+        return jwks_uri
+
+    async def _get_json(self, url: str) -> dict[str, typing.Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        try:
+            async with self._session.get(
+                url, timeout=self._timeout, allow_redirects=False, headers={"Accept": "application/json"}
+            ) as response:
+                if response.status != 200:
+                    raise FetchError(f"GET {url} returned HTTP {response.status}")
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_SIZE:
+                        raise FetchError(f"GET {url} returned more than {MAX_DOCUMENT_SIZE} bytes")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise FetchError(f"GET {url} failed: {exc!r}") from exc
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            raise FetchError(f"GET {url} returned invalid JSON") from exc
+        if not isinstance(document, dict):
+            raise FetchError(f"GET {url} returned JSON that is not an object")
+        return document
+
+
+def _import_key_set(document: typing.Mapping[str, typing.Any]) -> KeySet:
+    """Import the signature keys of a JWKS document, skipping keys meant for encryption."""
+    entries = document.get("keys")
+    if not isinstance(entries, list):
+        raise FetchError("the key set has no keys array")
+    signing = [entry for entry in entries if isinstance(entry, dict) and entry.get("use", "sig") == "sig"]
+    try:
+        return KeySet.import_key_set({"keys": signing})
+    except (JoseError, ValueError, TypeError) as exc:
+        raise FetchError(f"the key set is invalid: {exc}") from exc

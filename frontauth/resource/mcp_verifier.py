@@ -1,0 +1,57 @@
+"""Adapter to the official MCP Python SDK's ``TokenVerifier`` protocol (mcp 2.x).
+
+The SDK's bearer middleware calls :meth:`MCPTokenVerifier.verify_token` and
+checks ``AuthSettings.required_scopes`` itself, answering 403
+``insufficient_scope`` when one is missing. The adapter therefore checks no
+scope, so that a token lacking a scope reaches that check and gets a 403 rather
+than the SDK's 401 for an invalid token.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mcp.server.auth.provider import AccessToken
+
+from frontauth.resource.errors import BearerError, KeySetUnavailable
+from frontauth.resource.verifier import BearerVerifier
+
+logger = logging.getLogger("frontauth.resource")
+
+
+class MCPTokenVerifier:
+    """An ``mcp.server.auth.provider.TokenVerifier`` backed by a :class:`BearerVerifier`.
+
+    Args:
+        verifier: checks the tokens; its ``audience`` must be the MCP server's
+            ``AuthSettings.resource_server_url``.
+    """
+
+    def __init__(self, verifier: BearerVerifier) -> None:
+        self.verifier = verifier
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """Check a bearer token and describe it for the SDK.
+
+        Returns:
+            The token's client, scopes, expiry, resource (the verifier's
+            audience, which ``aud`` contains), subject and all claims; None when
+            the token is invalid or no key set could be loaded.
+        """
+        try:
+            verified = await self.verifier.verify(token, required_scopes=())
+        except BearerError as exc:
+            logger.debug("MCP request rejected: %s (%s)", exc.error, exc.description)
+            return None
+        except KeySetUnavailable:
+            logger.warning("MCP request rejected: the key set of issuer %s is unavailable", self.verifier.issuer)
+            return None
+        return AccessToken(
+            token=token,
+            client_id=verified.client_id,
+            scopes=list(verified.scopes),
+            expires_at=verified.expires_at,
+            resource=self.verifier.audience,
+            subject=verified.subject,
+            claims=dict(verified.claims),
+        )

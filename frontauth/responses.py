@@ -1,0 +1,150 @@
+"""The one place where errors become HTTP responses, plus the security headers.
+
+API endpoints answer JSON ``{"error", "error_description"}`` with the RFC 6749
+§5.2 status and ``Cache-Control: no-store``. Browser endpoints redirect the
+error to the client only when the handler has verified the client and its
+redirect_uri (RFC 6749 §4.1.2.1); otherwise they render the error page, so an
+attacker cannot turn frontauth into an open redirector.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing
+import urllib.parse
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from frontauth import errors
+from frontauth.appkeys import SERVICES
+from frontauth.storage import StorageUnavailable
+
+logger = logging.getLogger("frontauth.oauth")
+access_logger = logging.getLogger("frontauth.access")
+
+# Set by browser handlers once client_id and redirect_uri are verified:
+# (redirect_uri, state). Only then may an error travel to the client.
+VERIFIED_REDIRECT = web.RequestKey("verified_redirect", tuple)
+# Extra form-action sources for the page's CSP (the client's redirect origin).
+FORM_ACTION = web.RequestKey("form_action", str)
+
+BROWSER_PATHS = frozenset({"/oauth/authorize", "/oauth/login", "/oauth/consent", "/oauth/callback"})
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+RETRY_AFTER_STORAGE = "2"
+
+
+def json_response(body: typing.Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response that no cache may keep (RFC 6749 §5.1)."""
+    merged = dict(NO_STORE)
+    merged.update(headers or {})
+    return web.json_response(body, status=status, headers=merged)
+
+
+def redirect_with_params(redirect_uri: str, params: dict[str, str]) -> web.Response:
+    """302 to the client's redirect_uri with params added to its query (RFC 6749 §4.1.2)."""
+    parts = urllib.parse.urlsplit(redirect_uri)
+    query = parts.query + ("&" if parts.query else "") + urllib.parse.urlencode(params)
+    location = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    return web.Response(status=302, headers={"Location": location, **NO_STORE})
+
+
+def render_page(request: web.Request, template: str, context: dict[str, typing.Any], status: int = 200) -> web.Response:
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    response.headers.update(NO_STORE)
+    return response
+
+
+def render_error(request: web.Request, error: errors.OAuthError) -> web.StreamResponse:
+    """Turn an OAuth error into the response its endpoint calls for."""
+    issuer = request.app[SERVICES].settings.issuer
+    if request.path in BROWSER_PATHS:
+        verified = request.get(VERIFIED_REDIRECT)
+        if verified is not None and error.redirectable and not isinstance(error, errors.PageError):
+            redirect_uri, state = verified
+            params = error.body()
+            if state is not None:
+                params["state"] = state
+            params["iss"] = issuer  # RFC 9207 §2
+            return redirect_with_params(redirect_uri, params)
+        title = getattr(error, "title", None) or "This request cannot continue"
+        context = {"title": title, "error": error.error, "description": error.description or ""}
+        return render_page(request, "error.html", context, status=error.status if error.status != 401 else 400)
+
+    headers = dict(error.headers)
+    if isinstance(error, errors.InsufficientScope):
+        headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{error.scope}"'
+    elif error.status == 401 and "WWW-Authenticate" not in headers:
+        headers["WWW-Authenticate"] = f'Bearer error="{error.error}"'
+    return json_response(error.body(), status=error.status, headers=headers)
+
+
+def _log_rejection(request: web.Request, error: errors.OAuthError) -> None:
+    client_id = request.get("client_id", "-")
+    logger.info("rejected %s %s client_id=%s error=%s", request.method, request.path, client_id, error.error)
+    if error.detail:
+        logger.debug("rejected %s detail: %s", request.path, error.detail)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: typing.Callable[..., typing.Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Render every OAuthError, storage outage and unexpected exception."""
+    try:
+        return await handler(request)
+    except errors.OAuthError as error:
+        _log_rejection(request, error)
+        return render_error(request, error)
+    except StorageUnavailable as exc:
+        logger.error("storage unavailable on %s %s: %s", request.method, request.path, exc)
+        error = errors.TemporarilyUnavailable(
+            "storage is temporarily unavailable; retry later", headers={"Retry-After": RETRY_AFTER_STORAGE}
+        )
+        response = render_error(request, error)
+        response.headers["Retry-After"] = RETRY_AFTER_STORAGE
+        return response
+    except web.HTTPRequestEntityTooLarge:
+        error = errors.InvalidRequest("request body is too large")
+        error.status = 413
+        _log_rejection(request, error)
+        return render_error(request, error)
+    except web.HTTPException:
+        raise
+    except Exception:
+        logger.exception("unexpected error on %s %s", request.method, request.path)
+        return render_error(request, errors.ServerError("internal server error"))
+
+
+def _content_security_policy(request: web.Request) -> str:
+    form_action = "'self'"
+    extra = request.get(FORM_ACTION)
+    if extra:
+        form_action += " " + extra
+    return (
+        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler: typing.Callable[..., typing.Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Add the security headers to every response and write the access log line."""
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Content-Security-Policy", _content_security_policy(request))
+    if request.app[SERVICES].settings.issuer.startswith("https://"):
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    # The path only: query strings of browser endpoints carry state and codes.
+    access_logger.info(
+        "%s %s %s %.1fms", request.method, request.path, response.status, (time.perf_counter() - started) * 1000
+    )
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response

@@ -1,0 +1,268 @@
+"""Typed stores on top of one storage driver.
+
+Each store owns its key names, record format and TTL; the driver only moves
+bytes. Codes, refresh tokens and sessions are stored under the SHA-256 digest
+of the credential. Session records are encrypted (frontauth.encryption).
+
+Lifecycles (see frontauth.storage for the atomic operations they rely on):
+
+=================  ==========================  ===================================
+record             written by                  consumed by
+=================  ==========================  ===================================
+pending            /oauth/authorize            take() on consent or denial
+code               consent approval            swap() to "consumed" on redemption
+refresh            code redemption, refresh    swap() to "rotated" on refresh
+family             revocation (replay, reuse)  expiry after the refresh lifetime
+session            sign-in                     expiry, or sign-out
+consent            consent approval            expiry (refresh TTL), or revocation
+revoked            RFC 7009 revocation         expiry at the access token's exp
+client             registration, config        deletion (RFC 7592)
+=================  ==========================  ===================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import typing
+
+import attrs
+
+from frontauth.encryption import RecordCipher
+from frontauth.storage import Driver
+from frontauth.tokens import digest
+
+logger = logging.getLogger("frontauth.storage")
+
+R = typing.TypeVar("R")
+
+
+def _dump(record: typing.Any) -> bytes:
+    return json.dumps(attrs.asdict(record), separators=(",", ":")).encode()
+
+
+def _load(cls: type[R], raw: bytes | None) -> R | None:
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    for name in ("scope_list",):
+        data.pop(name, None)
+    return cls(**data)
+
+
+@attrs.frozen
+class PendingAuthorization:
+    """An authorization request waiting for sign-in and consent."""
+
+    client_id: str
+    redirect_uri: str
+    redirect_uri_explicit: bool  # whether the request carried redirect_uri
+    state: str
+    code_challenge: str
+    scope: str
+    resource: str
+    browser: str  # digest of the browser cookie that started the request
+    created_at: int
+    new_scopes: str = ""  # scopes not covered by a remembered consent
+
+
+@attrs.frozen
+class CodeRecord:
+    client_id: str
+    redirect_uri: str
+    redirect_uri_explicit: bool
+    code_challenge: str
+    scope: str
+    resource: str
+    subject: str
+    auth_time: int
+    family_id: str
+    consumed: bool = False
+
+
+@attrs.frozen
+class RefreshRecord:
+    client_id: str
+    subject: str
+    scope: str
+    resource: str
+    family_id: str
+    auth_time: int
+    expires_at: int
+    rotated: bool = False
+
+
+@attrs.frozen
+class FamilyRecord:
+    client_id: str
+    subject: str
+    revoked: bool = False
+
+
+@attrs.frozen
+class SessionRecord:
+    subject: str
+    auth_time: int
+    name: str | None = None
+    email: str | None = None
+
+
+@attrs.frozen
+class ClientRecord:
+    """A registered client, from configuration or RFC 7591 registration."""
+
+    client_id: str
+    redirect_uris: list[str]
+    token_endpoint_auth_method: str = "none"
+    client_secret_hash: str | None = attrs.field(default=None, repr=False)
+    client_name: str | None = None
+    client_uri: str | None = None
+    logo_uri: str | None = None
+    scope: str | None = None
+    grant_types: list[str] = attrs.field(factory=lambda: ["authorization_code", "refresh_token"])
+    response_types: list[str] = attrs.field(factory=lambda: ["code"])
+    application_type: str | None = None
+    client_id_issued_at: int | None = None
+    dynamic: bool = False
+
+    @property
+    def confidential(self) -> bool:
+        return self.token_endpoint_auth_method != "none"
+
+
+class Stores:
+    """Every typed store of frontauth, sharing one driver and key prefix."""
+
+    def __init__(self, driver: Driver, prefix: str, cipher: RecordCipher) -> None:
+        self.driver = driver
+        self._prefix = prefix
+        self._cipher = cipher
+        self._undecryptable_logged = False
+
+    def key(self, kind: str, ident: str) -> str:
+        return f"{self._prefix}{kind}:{ident}"
+
+    # pending authorizations -------------------------------------------------
+
+    async def put_pending(self, pending_id: str, record: PendingAuthorization, ttl: int) -> None:
+        await self.driver.set(self.key("pending", pending_id), _dump(record), ttl)
+
+    async def get_pending(self, pending_id: str) -> PendingAuthorization | None:
+        """Return the pending authorization; None when missing, expired or already used."""
+        return _load(PendingAuthorization, await self.driver.get(self.key("pending", pending_id)))
+
+    async def take_pending(self, pending_id: str) -> PendingAuthorization | None:
+        """Remove and return the pending authorization; None for every caller but the first."""
+        return _load(PendingAuthorization, await self.driver.take(self.key("pending", pending_id)))
+
+    # authorization codes ----------------------------------------------------
+
+    async def put_code(self, code: str, record: CodeRecord, ttl: int) -> None:
+        await self.driver.set(self.key("code", digest(code)), _dump(record), ttl)
+
+    async def get_code(self, code: str) -> CodeRecord | None:
+        """Return the code record; None when unknown or expired, ``consumed`` set after redemption."""
+        return _load(CodeRecord, await self.driver.get(self.key("code", digest(code))))
+
+    async def consume_code(self, code: str, record: CodeRecord) -> CodeRecord | None:
+        """Mark the code consumed and return the record as it was just before.
+
+        Returns None when the code expired meanwhile. Of concurrent callers,
+        exactly one gets a record with ``consumed`` False: only that one may
+        issue tokens (the swap is atomic in every driver).
+        """
+        before = await self.driver.swap(self.key("code", digest(code)), _dump(attrs.evolve(record, consumed=True)))
+        return _load(CodeRecord, before)
+
+    # refresh tokens and families --------------------------------------------
+
+    async def put_refresh(self, token: str, record: RefreshRecord, ttl: int) -> None:
+        await self.driver.set(self.key("refresh", digest(token)), _dump(record), ttl)
+
+    async def get_refresh(self, token: str) -> RefreshRecord | None:
+        return _load(RefreshRecord, await self.driver.get(self.key("refresh", digest(token))))
+
+    async def rotate_refresh(self, token: str, record: RefreshRecord) -> RefreshRecord | None:
+        """Mark the refresh token rotated; return the record as it was before.
+
+        Returns None when the token is gone. A returned record with
+        ``rotated`` True means another request rotated it first: reuse.
+        """
+        before = await self.driver.swap(
+            self.key("refresh", digest(token)), _dump(attrs.evolve(record, rotated=True))
+        )
+        return _load(RefreshRecord, before)
+
+    async def delete_refresh(self, token: str) -> None:
+        await self.driver.delete(self.key("refresh", digest(token)))
+
+    async def family_revoked(self, family_id: str) -> bool:
+        """True when the family was revoked (code replay, refresh reuse or RFC 7009)."""
+        return await self.driver.get(self.key("family", family_id)) is not None
+
+    async def revoke_family(self, family_id: str, client_id: str, subject: str, ttl: int) -> None:
+        """Record the family as revoked for ``ttl`` seconds.
+
+        NOTE: the family key exists only once revoked. Every token of a family
+        expires within the refresh lifetime of its issuance, so a marker kept
+        for that long outlives every token it must stop, including tokens
+        still being issued by a concurrent request when the marker is written.
+        """
+        record = FamilyRecord(client_id=client_id, subject=subject, revoked=True)
+        await self.driver.set(self.key("family", family_id), _dump(record), ttl)
+
+    async def revoke_access_token(self, jti: str, ttl: float) -> None:
+        if ttl > 0:
+            await self.driver.set(self.key("revoked", jti), b"1", ttl)
+
+    async def access_token_revoked(self, jti: str) -> bool:
+        return await self.driver.get(self.key("revoked", jti)) is not None
+
+    # browser sessions (encrypted) -------------------------------------------
+
+    def _open(self, key: str, raw: bytes | None) -> bytes | None:
+        if raw is None:
+            return None
+        plain = self._cipher.open(raw, key.encode())
+        if plain is None and not self._undecryptable_logged:
+            self._undecryptable_logged = True
+            logger.error(
+                "a stored record under %s cannot be decrypted: instances sharing this storage "
+                "must share server.secret and MACHINE_ID; treating such records as absent",
+                key.rsplit(":", 1)[0],
+            )
+        return plain
+
+    async def put_session(self, session_id: str, record: SessionRecord, ttl: int) -> None:
+        key = self.key("session", digest(session_id))
+        await self.driver.set(key, self._cipher.seal(_dump(record), key.encode()), ttl)
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        key = self.key("session", digest(session_id))
+        return _load(SessionRecord, self._open(key, await self.driver.get(key)))
+
+    async def delete_session(self, session_id: str) -> None:
+        await self.driver.delete(self.key("session", digest(session_id)))
+
+    # consents ---------------------------------------------------------------
+
+    def _consent_key(self, subject: str, client_id: str) -> str:
+        return self.key("consent", digest(f"{subject}\x00{client_id}"))
+
+    async def get_consent(self, subject: str, client_id: str) -> set[str]:
+        """Return the scopes the user already approved for this client."""
+        raw = await self.driver.get(self._consent_key(subject, client_id))
+        return set(json.loads(raw)) if raw else set()
+
+    async def put_consent(self, subject: str, client_id: str, scopes: set[str], ttl: int) -> None:
+        raw = json.dumps(sorted(scopes)).encode()
+        await self.driver.set(self._consent_key(subject, client_id), raw, ttl)
+
+    # clients ----------------------------------------------------------------
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        return _load(ClientRecord, await self.driver.get(self.key("client", client_id)))
+
+    async def create_client(self, record: ClientRecord) -> bool:
+        """Store a new client; False when the client_id is taken."""
+        return await self.driver.set_if_absent(self.key("client", record.client_id), _dump(record), None)
