@@ -18,6 +18,10 @@ if typing.TYPE_CHECKING:
 # scheme -> (module, factory function)
 DRIVERS: dict[str, tuple[str, str]] = {
     "memory": ("frontauth.drivers.memory", "open_memory"),
+    "redis": ("frontauth.drivers.redis", "open_redis"),
+    "rediss": ("frontauth.drivers.redis", "open_redis"),
+    "redis+cluster": ("frontauth.drivers.redis_cluster", "open_redis_cluster"),
+    "rediss+cluster": ("frontauth.drivers.redis_cluster", "open_redis_cluster"),
 }
 
 

@@ -100,6 +100,11 @@ class StorageSettings:
     pool_size: int = _help("Maximum connections per Redis node.", default=50)
     connect_timeout: float = _help("Seconds to wait for a Redis connection.", default=5.0)
     command_timeout: float = _help("Seconds to wait for a Redis reply.", default=5.0)
+    retry_attempts: int = _help(
+        "Times a Redis command is tried again after a connection error, waiting 0.1 s and doubling "
+        "up to 1 s in between. On a Redis Cluster, timeouts and fail-over errors are retried too.",
+        default=3,
+    )
     tls_ca: str | None = _help("CA bundle (PEM) that signs the Redis server certificate.", default=None)
     tls_cert: str | None = _help("Client certificate (PEM) for Redis mutual TLS.", default=None)
     tls_key: str | None = _help("Client private key (PEM) for Redis mutual TLS.", default=None)
