@@ -27,6 +27,8 @@ access_logger = logging.getLogger("frontauth.access")
 # Set by browser handlers once client_id and redirect_uri are verified:
 # (redirect_uri, state). Only then may an error travel to the client.
 VERIFIED_REDIRECT = web.RequestKey("verified_redirect", tuple)
+# The client a request came from, for the log line of a rejection.
+CLIENT_ID = web.RequestKey("client_id", str)
 # Extra form-action sources for the page's CSP (the client's redirect origin).
 FORM_ACTION = web.RequestKey("form_action", str)
 
@@ -81,7 +83,7 @@ def render_error(request: web.Request, error: errors.OAuthError) -> web.StreamRe
 
 
 def _log_rejection(request: web.Request, error: errors.OAuthError) -> None:
-    client_id = request.get("client_id", "-")
+    client_id = request.get(CLIENT_ID, "-")
     logger.info("rejected %s %s client_id=%s error=%s", request.method, request.path, client_id, error.error)
     if error.detail:
         logger.debug("rejected %s detail: %s", request.path, error.detail)

@@ -18,7 +18,7 @@ from frontauth import authorization, pkce
 from frontauth.appkeys import SERVICES
 from frontauth.browser import ensure_browser_id, load_session, set_cookies
 from frontauth.params import query_params
-from frontauth.responses import FORM_ACTION, NO_STORE, VERIFIED_REDIRECT, redirect_with_params
+from frontauth.responses import CLIENT_ID, FORM_ACTION, NO_STORE, VERIFIED_REDIRECT, redirect_with_params
 from frontauth.stores import PendingAuthorization
 from frontauth.tokens import digest, new_opaque
 
@@ -27,7 +27,7 @@ async def authorize(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     params, repeated = query_params(request)
     client = await authorization.check_client(services, params.get("client_id"))
-    request["client_id"] = client.client_id
+    request[CLIENT_ID] = client.client_id
     redirect_uri = authorization.check_redirect_uri(client, params.get("redirect_uri"))
     request[VERIFIED_REDIRECT] = (redirect_uri, params.get("state") or None)
     request[FORM_ACTION] = authorization.redirect_origin(redirect_uri)

@@ -13,7 +13,7 @@ from aiohttp import web
 from frontauth.appkeys import SERVICES
 from frontauth.errors import InvalidRequest
 from frontauth.params import form_params
-from frontauth.responses import json_response
+from frontauth.responses import CLIENT_ID, json_response
 from frontauth.services import Services
 from frontauth.stores import ClientRecord
 from frontauth.tokens import decode_access_token
@@ -42,7 +42,7 @@ async def introspect(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     form, _ = await form_params(request)
     client = await services.clients.authenticate(form, request.headers.get("Authorization"))
-    request["client_id"] = client.client_id
+    request[CLIENT_ID] = client.client_id
     token = form.get("token")
     if not token:
         raise InvalidRequest("token is required")

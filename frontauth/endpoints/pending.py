@@ -9,7 +9,7 @@ from aiohttp import web
 from frontauth import authorization
 from frontauth.browser import browser_id, check_csrf
 from frontauth.errors import PageError
-from frontauth.responses import FORM_ACTION, VERIFIED_REDIRECT
+from frontauth.responses import CLIENT_ID, FORM_ACTION, VERIFIED_REDIRECT
 from frontauth.services import Services
 from frontauth.stores import PendingAuthorization
 from frontauth.tokens import digest
@@ -46,7 +46,7 @@ def mark_verified(request: web.Request, pending: PendingAuthorization) -> None:
     """From here on, errors may be redirected to the client (its redirect_uri was verified)."""
     request[VERIFIED_REDIRECT] = (pending.redirect_uri, pending.state)
     request[FORM_ACTION] = authorization.redirect_origin(pending.redirect_uri)
-    request["client_id"] = pending.client_id
+    request[CLIENT_ID] = pending.client_id
 
 
 async def load_pending(request: web.Request, services: Services, pending_id: str) -> tuple[PendingAuthorization, str]:

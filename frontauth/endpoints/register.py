@@ -26,7 +26,7 @@ from frontauth.errors import (
     InvalidRequest,
     InvalidToken,
 )
-from frontauth.responses import json_response
+from frontauth.responses import CLIENT_ID, json_response
 from frontauth.services import Services
 from frontauth.stores import ClientRecord
 from frontauth.tokens import new_opaque
@@ -167,7 +167,7 @@ async def register(request: web.Request) -> web.Response:
         client_id_issued_at=issued_at,
     )
     await services.stores.create_client(client)
-    request["client_id"] = client.client_id
+    request[CLIENT_ID] = client.client_id
     body: dict[str, object] = {
         "client_id": client.client_id,
         "client_id_issued_at": issued_at,

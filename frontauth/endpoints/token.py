@@ -15,7 +15,7 @@ from frontauth.appkeys import SERVICES
 from frontauth.errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
 from frontauth.grants import authorization_code, refresh_token
 from frontauth.params import form_params
-from frontauth.responses import json_response
+from frontauth.responses import CLIENT_ID, json_response
 
 GRANTS: dict[str, types.ModuleType] = {
     authorization_code.GRANT_TYPE: authorization_code,
@@ -39,7 +39,7 @@ async def token(request: web.Request) -> web.Response:
     form, _ = await form_params(request)
     grant = check_grant_type(form)
     client = await services.clients.authenticate(form, request.headers.get("Authorization"))
-    request["client_id"] = client.client_id
+    request[CLIENT_ID] = client.client_id
     if grant.GRANT_TYPE not in client.grant_types:
         raise UnauthorizedClient(f"the client is not registered for the {grant.GRANT_TYPE} grant")
     accepted = {name: value for name, value in form.items() if name in grant.PARAMETERS}

@@ -7,7 +7,7 @@ from aiohttp import web
 from frontauth.appkeys import SERVICES
 from frontauth.endpoints.introspect import active_access_claims
 from frontauth.errors import InvalidToken
-from frontauth.responses import json_response
+from frontauth.responses import CLIENT_ID, json_response
 
 
 def bearer_token(request: web.Request) -> str:
@@ -23,5 +23,5 @@ async def userinfo(request: web.Request) -> web.Response:
     claims = await active_access_claims(services, bearer_token(request))
     if claims is None:
         raise InvalidToken("the access token is invalid, expired or revoked")
-    request["client_id"] = claims["client_id"]
+    request[CLIENT_ID] = claims["client_id"]
     return json_response({"sub": claims["sub"]})

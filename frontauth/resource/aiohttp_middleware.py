@@ -41,10 +41,10 @@ def bearer_auth_middleware(
     Args:
         verifier: checks the tokens.
         resource_metadata_url: URL of this resource's RFC 9728 metadata, sent in
-            every ``WWW-Authenticate`` challenge; None leaves it out.
+            every ``WWW-Authenticate`` challenge. None leaves it out.
         exempt_paths: request paths served without a token, compared exactly
             (for example ``/.well-known/oauth-protected-resource``).
-        required_scopes: scopes every request needs; None uses the verifier's.
+        required_scopes: scopes every request needs. None uses the verifier's.
 
     Returns:
         The middleware, for ``web.Application(middlewares=[...])``.

@@ -29,7 +29,7 @@ SCOPE_KEY = "frontauth.token"
 """ASGI scope key under which the middleware stores the verified token."""
 
 # WebSocket close code 1008 (policy violation, RFC 6455 §7.4.1). Closing
-# before the handshake is accepted makes the ASGI server answer HTTP 403.
+# before the handshake is accepted makes the ASGI server respond with HTTP 403.
 _WEBSOCKET_POLICY_VIOLATION = 1008
 
 
@@ -43,9 +43,9 @@ class BearerAuthMiddleware:
         app: the ASGI application to protect.
         verifier: checks the tokens.
         resource_metadata_url: URL of this resource's RFC 9728 metadata, sent in
-            every ``WWW-Authenticate`` challenge; None leaves it out.
+            every ``WWW-Authenticate`` challenge. None leaves it out.
         exempt_paths: request paths served without a token, compared exactly.
-        required_scopes: scopes every request needs; None uses the verifier's.
+        required_scopes: scopes every request needs. None uses the verifier's.
     """
 
     def __init__(

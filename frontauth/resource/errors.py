@@ -104,7 +104,7 @@ def render_challenge(error: BearerError, resource_metadata_url: str | None) -> C
         error: the failure.
         resource_metadata_url: URL of the resource's RFC 9728 metadata, sent as
             the ``resource_metadata`` parameter so that a client can discover the
-            authorization server (RFC 9728 §5.1); None leaves it out.
+            authorization server (RFC 9728 §5.1). None leaves it out.
 
     Returns:
         The status, the headers (``WWW-Authenticate`` first) and the body.

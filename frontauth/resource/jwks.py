@@ -36,7 +36,7 @@ logger = logging.getLogger("frontauth.resource")
 # Largest metadata document or key set accepted, in bytes.
 MAX_DOCUMENT_SIZE = 256 * 1024
 
-# First retry delay after a failed fetch, in seconds; it doubles on each failure.
+# First retry delay after a failed fetch, in seconds. It doubles on each failure.
 _FIRST_BACKOFF = 1.0
 
 
@@ -60,16 +60,16 @@ class KeySetCache:
     """Signature keys of one issuer, fetched over HTTP and cached.
 
     Args:
-        issuer: the issuer identifier; its metadata must name exactly this issuer.
+        issuer: the issuer identifier. Its metadata must name exactly this issuer.
         jwks: a fixed key set (``{"keys": [...]}``). When given, nothing is fetched.
         jwks_uri: the key set URL. When given, metadata discovery is skipped.
         ttl: seconds a fetched key set is used before it is fetched again.
-        refetch_cooldown: minimum seconds between two fetches; an unknown
+        refetch_cooldown: minimum seconds between two fetches. An unknown
             ``kid`` triggers a refetch only when this much time has passed.
-        max_backoff: longest delay between attempts after failed fetches, in seconds.
+        max_backoff: maximum delay between attempts after failed fetches, in seconds.
         timeout: seconds allowed for each HTTP request.
-        session: aiohttp client session to use; when None, one is created on the
-            first fetch and closed by :meth:`close`.
+        session: aiohttp client session to use. When None, one is created on
+            the first fetch and closed by :meth:`close`.
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """Adapter to the official MCP Python SDK's ``TokenVerifier`` protocol (mcp 2.x).
 
 The SDK's bearer middleware calls :meth:`MCPTokenVerifier.verify_token` and
-checks ``AuthSettings.required_scopes`` itself, answering 403
+checks ``AuthSettings.required_scopes`` itself, responding with 403
 ``insufficient_scope`` when one is missing. The adapter therefore checks no
 scope, so that a token lacking a scope reaches that check and gets a 403 rather
 than the SDK's 401 for an invalid token.
@@ -23,7 +23,7 @@ class MCPTokenVerifier:
     """An ``mcp.server.auth.provider.TokenVerifier`` backed by a :class:`BearerVerifier`.
 
     Args:
-        verifier: checks the tokens; its ``audience`` must be the MCP server's
+        verifier: checks the tokens. Its ``audience`` must be the MCP server's
             ``AuthSettings.resource_server_url``.
     """
 
@@ -35,7 +35,7 @@ class MCPTokenVerifier:
 
         Returns:
             The token's client, scopes, expiry, resource (the verifier's
-            audience, which ``aud`` contains), subject and all claims; None when
+            audience, which ``aud`` contains), subject and all claims. None when
             the token is invalid or no key set could be loaded.
         """
         try:

@@ -1,10 +1,14 @@
 """Verification of JWT access tokens (RFC 9068) issued by one authorization server.
 
-The checks, in order: the token is a JWS in compact form; its header has ``typ``
-``at+jwt``, an accepted asymmetric ``alg`` and a ``kid``; the key with that
-``kid`` allows that algorithm and verifies the signature; the claims ``iss``,
-``aud``, ``exp``, ``iat`` (and ``nbf`` if present) hold; the ``scope`` claim
-contains every required scope. All JOSE work is done by joserfc.
+The checks, in order:
+
+1. The token is a JWS in compact form.
+2. Its header has ``typ`` ``at+jwt``, an accepted asymmetric ``alg`` and a ``kid``.
+3. The key with that ``kid`` allows that algorithm and verifies the signature.
+4. The claims ``iss``, ``aud``, ``exp``, ``iat`` and, if present, ``nbf`` hold.
+5. The ``scope`` claim contains every required scope.
+
+All JOSE work (parsing, signature, claim times) is done by joserfc.
 """
 
 from __future__ import annotations
@@ -36,15 +40,15 @@ from frontauth.resource.jwks import KeySetCache
 logger = logging.getLogger("frontauth.resource")
 
 # Algorithms the authorization server may sign with. Symmetric algorithms and
-# "none" are never accepted: with HS256 anyone holding the public key could
-# forge a token (RFC 8725 §2.1 and §3.1).
+# "none" are never accepted: with HS256, anyone holding the published public key
+# could use it as the HMAC secret and forge a token.
 DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA")
 _SUPPORTED_ALGORITHMS = frozenset(
     {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA", "Ed25519", "Ed448"}
 )
 
 # RFC 9068 §4: "at+jwt", which RFC 7515 §4.1.9 lets a sender write with the
-# "application/" prefix; media types compare case-insensitively.
+# "application/" prefix. Media types compare case-insensitively.
 _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
@@ -73,19 +77,19 @@ class BearerVerifier:
     """Verify the access tokens that one issuer mints for one resource.
 
     Args:
-        issuer: the authorization server's issuer identifier; the ``iss`` claim
+        issuer: the authorization server's issuer identifier. The ``iss`` claim
             must equal it exactly.
-        audience: this resource's URL (RFC 8707 resource indicator); the ``aud``
+        audience: this resource's URL (RFC 8707 resource indicator). The ``aud``
             claim must contain it.
         required_scopes: scopes every token must carry, unless a call to
             :meth:`verify` names others.
         leeway: tolerated clock skew on ``exp``, ``nbf`` and ``iat``, in seconds.
         jwks_cache_ttl: seconds a fetched key set is used before it is fetched again.
-        jwks: a fixed key set (``{"keys": [...]}``); nothing is fetched when given.
-        jwks_uri: the key set URL; when given, RFC 8414 discovery is skipped.
+        jwks: a fixed key set (``{"keys": [...]}``). Nothing is fetched when given.
+        jwks_uri: the key set URL. When given, RFC 8414 discovery is skipped.
         session: aiohttp client session for the metadata and key set requests.
         refetch_cooldown: minimum seconds between two key set fetches.
-        algorithms: accepted signature algorithms; only asymmetric ones are allowed.
+        algorithms: accepted signature algorithms. Only asymmetric ones are allowed.
         http_timeout: seconds allowed for each metadata or key set request.
 
     Raises:
@@ -155,7 +159,7 @@ class BearerVerifier:
 
         Args:
             token: the bearer token, as sent by the client.
-            required_scopes: scopes this request needs; None uses the verifier's
+            required_scopes: scopes this request needs. None uses the verifier's
                 ``required_scopes``, and an empty list checks no scope.
 
         Returns:
@@ -206,7 +210,7 @@ class BearerVerifier:
         # signed by the same key from being accepted as an access token.
         if not isinstance(typ, str) or typ.lower() not in _ACCESS_TOKEN_TYPES:
             raise InvalidToken("The access token type is not at+jwt")
-        # SECURITY: only the configured asymmetric algorithms; never none or HS*.
+        # SECURITY: only the configured asymmetric algorithms, never none or HS*.
         if header.get("alg") not in self.algorithms:
             raise InvalidToken("The access token algorithm is not accepted")
         if "crit" in header:
