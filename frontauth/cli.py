@@ -142,8 +142,10 @@ def _prepare(settings: config.Settings) -> signing_keys.SigningKeys:
     from frontauth.services import load_server_secret
     from frontauth.users import UserDirectory
 
-    keys = signing_keys.load(settings)
+    # Checks that read only come first, so that nothing is generated on disk
+    # for a start-up that fails anyway.
     UserDirectory(settings)
+    keys = signing_keys.load(settings)
     load_server_secret(settings)
     return keys
 

@@ -332,7 +332,7 @@ def _convert(value: typing.Any, tp: typing.Any, path: str, source: str, from_env
     if tp is str:
         if isinstance(value, str):
             return value
-        if path in _JSON_STRING_SETTINGS and isinstance(value, dict):
+        if path.split("[")[0] in _JSON_STRING_SETTINGS and isinstance(value, dict):
             return json.dumps(value)
         raise ConfigError(path, source, f"expected a string, got {type(value).__name__}")
     if origin is tuple:
@@ -355,7 +355,7 @@ def _convert(value: typing.Any, tp: typing.Any, path: str, source: str, from_env
 
 
 # Settings holding a JWK accept an inline TOML table as well as a JSON string.
-_JSON_STRING_SETTINGS = {"keys.sign_key"}
+_JSON_STRING_SETTINGS = {"keys.sign_key", "keys.previous"}
 
 
 def _parse_env_list(value: str, path: str, source: str) -> list[typing.Any]:

@@ -84,6 +84,11 @@ def generate(alg: str = "ES256", kid: str | None = None) -> dict[str, str]:
     return jwk
 
 
+def load_from_jwk(jwk: dict[str, typing.Any]) -> Key:
+    """Import a JWK dict as a joserfc key."""
+    return import_key(jwk)  # type: ignore[return-value]
+
+
 def public_half(jwk: dict[str, str]) -> dict[str, str]:
     """Return the JWK without its private members."""
     return {name: value for name, value in jwk.items() if name not in PRIVATE_MEMBERS}
@@ -141,6 +146,9 @@ def load(settings: Settings) -> SigningKeys:
         ConfigError: a key is malformed, a previous key carries private
             members, or no key is configured outside the development profile.
     """
+    # Previous keys are checked first, so that a bad one stops start-up
+    # before a development key is generated.
+    previous_entries = _load_previous(settings)
     if settings.keys.sign_key is not None:
         jwk = _parse_jwk(settings.keys.sign_key, "keys.sign_key", settings.source_of("keys.sign_key"))
         setting = "keys.sign_key"
@@ -165,21 +173,10 @@ def load(settings: Settings) -> SigningKeys:
     kid = jwk.get("kid") or signing_key.thumbprint()
 
     published = [_public_entry(public_half(jwk), kid, alg)]
-    for i, text in enumerate(settings.keys.previous):
-        path = f"keys.previous[{i}]"
-        previous = _parse_jwk(text, path, settings.source_of("keys.previous"))
-        leaked = sorted(PRIVATE_MEMBERS & set(previous))
-        if leaked:
-            raise ConfigError(
-                path,
-                settings.source_of("keys.previous"),
-                f"previous keys are published in the JWKS and must be public; remove {', '.join(leaked)}",
-            )
-        key, previous_alg = _import(previous, path, settings.source_of("keys.previous"))
-        previous_kid = previous.get("kid") or key.thumbprint()
-        if any(entry["kid"] == previous_kid for entry in published):
-            raise ConfigError(path, settings.source_of("keys.previous"), f"duplicate kid {previous_kid!r}")
-        published.append(_public_entry(previous, previous_kid, previous_alg))
+    for entry in previous_entries:
+        if entry["kid"] == kid:
+            raise ConfigError("keys.previous", settings.source_of("keys.previous"), f"duplicate kid {kid!r}: it is the signing key's")
+        published.append(entry)
 
     verify_keys = KeySet([import_key(entry) for entry in published])
     return SigningKeys(
@@ -189,6 +186,26 @@ def load(settings: Settings) -> SigningKeys:
         verify_keys=verify_keys,
         public_jwks={"keys": published},
     )
+
+
+def _load_previous(settings: Settings) -> list[dict[str, typing.Any]]:
+    """Parse keys.previous: public JWKs only, each with a distinct kid."""
+    entries: list[dict[str, typing.Any]] = []
+    source = settings.source_of("keys.previous")
+    for i, text in enumerate(settings.keys.previous):
+        path = f"keys.previous[{i}]"
+        previous = _parse_jwk(text, path, source)
+        leaked = sorted(PRIVATE_MEMBERS & set(previous))
+        if leaked:
+            raise ConfigError(
+                path, source, f"previous keys are published in the JWKS and must be public; remove {', '.join(leaked)}"
+            )
+        key, alg = _import(previous, path, source)
+        kid = previous.get("kid") or key.thumbprint()
+        if any(entry["kid"] == kid for entry in entries):
+            raise ConfigError(path, source, f"duplicate kid {kid!r}")
+        entries.append(_public_entry(previous, kid, alg))
+    return entries
 
 
 def _public_entry(jwk: dict[str, typing.Any], kid: str, alg: str) -> dict[str, typing.Any]:
