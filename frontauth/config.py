@@ -84,9 +84,6 @@ class ServerSettings:
         "Folder for files the development profile generates (signing key, secret).",
         default=".frontauth",
     )
-    trust_proxy: bool = _help(
-        "Trust X-Forwarded-For and X-Forwarded-Proto from a reverse proxy.", default=False
-    )
     max_body_size: int = _help("Largest accepted request body, in bytes.", default=64 * 1024)
 
 
@@ -423,6 +420,35 @@ def _env_paths(cls: type = Settings, prefix: str = "") -> dict[str, str]:
         else:
             names[ENV_PREFIX + path.replace(".", "_").replace("-", "_").upper()] = path
     return names
+
+
+def setting_paths(cls: type = None, prefix: str = "") -> list[str]:  # type: ignore[assignment]
+    """Return every setting path in declaration order, e.g. 'storage.url'."""
+    cls = cls or Settings
+    paths: list[str] = []
+    hints = _field_types(cls)
+    for field in attrs.fields(cls):
+        if field.name == "sources":
+            continue
+        tp, _ = _strip_optional(hints[field.name])
+        if attrs.has(tp):
+            paths.extend(setting_paths(tp, f"{prefix}{field.name}."))
+        elif tp == tuple[ClientSettings, ...]:
+            paths.extend(setting_paths(ClientSettings, f"{prefix}{field.name}[]."))
+        else:
+            paths.append(prefix + field.name)
+    return paths
+
+
+def help_text(path: str) -> str:
+    """Return the help text of a setting path from setting_paths()."""
+    cls: type = Settings
+    parts = path.replace("[]", "").split(".")
+    for part in parts[:-1]:
+        tp, _ = _strip_optional(_field_types(cls)[part])
+        cls = ClientSettings if tp == tuple[ClientSettings, ...] else tp
+    field = attrs.fields_dict(cls)[parts[-1]]
+    return str(field.metadata.get("help", ""))
 
 
 def _put(tree: dict[str, typing.Any], path: str, value: typing.Any) -> None:

@@ -1,0 +1,70 @@
+"""The command line tools: users add, clients hash-secret, and a users file at sign-in."""
+
+from __future__ import annotations
+
+import tomllib
+
+from frontauth import config
+from frontauth.users import UserDirectory, verify_password
+from tests.processes import run_frontauth
+
+
+def test_users_add_writes_scrypt_entry(tmp_path):
+    result = run_frontauth(str(tmp_path), "users", "add", "alice", "--file", "users.toml",
+                           "--email", "alice@example.com", stdin="correct horse battery\n")
+    assert result.returncode == 0, result.stderr
+    entry = tomllib.loads((tmp_path / "users.toml").read_text())["users"]["alice"]
+    assert entry["password_hash"].startswith("scrypt$16384$8$1$")
+    assert entry["email"] == "alice@example.com"
+    assert verify_password("correct horse battery", entry["password_hash"])
+    assert not verify_password("wrong", entry["password_hash"])
+    assert "correct horse battery" not in result.stdout + result.stderr
+
+
+def test_users_add_keeps_other_users(tmp_path):
+    run_frontauth(str(tmp_path), "users", "add", "alice", "--file", "u.toml", stdin="password-one\n")
+    run_frontauth(str(tmp_path), "users", "add", "bob", "--file", "u.toml", stdin="password-two\n")
+    users = tomllib.loads((tmp_path / "u.toml").read_text())["users"]
+    assert sorted(users) == ["alice", "bob"]
+
+
+def test_users_add_rejects_short_password(tmp_path):
+    result = run_frontauth(str(tmp_path), "users", "add", "alice", "--file", "u.toml", stdin="short\n")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "frontauth: the password must have at least 8 characters"
+    assert not (tmp_path / "u.toml").exists()
+
+
+def test_hash_secret_output_verifies(tmp_path):
+    result = run_frontauth(str(tmp_path), "clients", "hash-secret", stdin="a-client-secret-of-some-length\n")
+    assert result.returncode == 0
+    assert verify_password("a-client-secret-of-some-length", result.stdout.strip())
+
+
+async def test_users_file_signs_in_known_user_only(tmp_path):
+    run_frontauth(str(tmp_path), "users", "add", "alice", "--file", "u.toml", stdin="password-one\n")
+    settings = config.load(environ={"FRONTAUTH_LOGIN_USERS_FILE": str(tmp_path / "u.toml")})
+    directory = UserDirectory(settings)
+    assert directory.development_login is False
+    identity = await directory.authenticate("alice", "password-one")
+    assert identity is not None
+    assert identity.subject == "alice"
+    assert await directory.authenticate("alice", "password-two") is None
+    assert await directory.authenticate("mallory", "password-one") is None
+
+
+async def test_authenticate_hook_is_called(tmp_path, monkeypatch):
+    (tmp_path / "directory_hook.py").write_text(
+        "async def check(username, password):\n"
+        "    if (username, password) == ('carol', 'letmein-please'):\n"
+        "        return {'sub': 'user-42', 'email': 'carol@example.com'}\n"
+        "    return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = config.load(environ={"FRONTAUTH_LOGIN_AUTHENTICATE": "directory_hook:check"})
+    directory = UserDirectory(settings)
+    identity = await directory.authenticate("carol", "letmein-please")
+    assert identity is not None
+    assert identity.subject == "user-42"
+    assert identity.email == "carol@example.com"
+    assert await directory.authenticate("carol", "nope") is None
