@@ -26,7 +26,9 @@ from mcp.server.auth.provider import AccessToken
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from frontauth.resource import (
     SCOPE_KEY,
@@ -641,6 +643,22 @@ async def test_asgi_exempt_path(asgi_client: httpx.AsyncClient) -> None:
         response = await asgi_client.get("/open")
 
     assert response.status_code == 200
+
+
+def test_asgi_websocket_without_token() -> None:
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    verifier = BearerVerifier("https://as.example", "wss://rs.example/ws")
+    app = BearerAuthMiddleware(Starlette(routes=[WebSocketRoute("/ws", echo)]), verifier, resource_metadata_url=None)
+
+    with TestClient(app) as client:
+        with pytest.raises(WebSocketDisconnect) as caught:
+            with client.websocket_connect("/ws"):
+                pass
+
+    assert caught.value.code == 1008
 
 
 # --- MCP SDK adapter ---------------------------------------------------------
