@@ -68,7 +68,8 @@ class ClientRegistry:
         form_id = form.get("client_id")
         form_secret = form.get("client_secret")
         if basic is not None and form_secret is not None:
-            raise InvalidRequest("client credentials must be sent in one way only (RFC 6749 §2.3.1)")
+            # RFC 6749 §2.3.1: a client must not use more than one authentication method per request.
+            raise InvalidRequest("client credentials must be sent in one way only, not in both the header and the body")
         if basic is not None:
             client_id, secret = basic
             if form_id is not None and form_id != client_id:

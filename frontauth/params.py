@@ -39,9 +39,7 @@ def parse_pairs(text: str, *, redirectable: bool = False) -> tuple[dict[str, str
             repeated.setdefault(name, []).append(value)
             continue
         if name in single:
-            raise InvalidRequest(
-                f"parameter {_shown(name)} is included more than once (RFC 6749 §3.1)", redirectable=redirectable
-            )
+            raise InvalidRequest(f"parameter {_shown(name)} is included more than once", redirectable=redirectable)
         single[name] = value
     for name, values in repeated.items():
         single[name] = values[0]
@@ -49,8 +47,8 @@ def parse_pairs(text: str, *, redirectable: bool = False) -> tuple[dict[str, str
 
 
 def _shown(name: str) -> str:
-    """A parameter name safe to put in an error_description."""
-    cleaned = "".join(c for c in name[:40] if c.isalnum() or c in "_-.")
+    """A parameter name safe to put in an error_description (ASCII only, RFC 6749 §5.2)."""
+    cleaned = "".join(c for c in name[:40] if (c.isascii() and c.isalnum()) or c in "_-.")
     return cleaned or "(unnamed)"
 
 

@@ -49,7 +49,7 @@ def check_access(services: Services, request: web.Request) -> None:
     if expected is not None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-            raise InvalidToken("an initial access token is required to register (RFC 7591 §3)")
+            raise InvalidToken("a valid initial access token is required to register (RFC 7591 section 3)")
 
 
 def _string(metadata: dict[str, object], name: str, limit: int = MAX_NAME_LENGTH) -> str | None:
@@ -109,7 +109,7 @@ def check_metadata(services: Services, metadata: dict[str, object]) -> ClientRec
         raise InvalidClientMetadata("grant_types must include authorization_code")
     response_types = _string_list(metadata, "response_types") or ["code"]
     if response_types != ["code"]:
-        raise InvalidClientMetadata("response_types must be [\"code\"]")
+        raise InvalidClientMetadata("response_types may contain only code")
     scope = _string(metadata, "scope", 1000)
     if scope is not None:
         unknown = [s for s in scope.split() if s not in services.settings.scopes]
@@ -136,7 +136,7 @@ def check_metadata(services: Services, metadata: dict[str, object]) -> ClientRec
 
 async def _read_json(request: web.Request) -> dict[str, object]:
     if request.content_type != "application/json":
-        raise InvalidRequest("the body must be application/json (RFC 7591 §3.1)")
+        raise InvalidRequest("the body must be application/json (RFC 7591 section 3.1)")
     raw = await request.read()
     try:
         metadata = json.loads(raw)
