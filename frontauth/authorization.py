@@ -40,6 +40,8 @@ def check_redirect_uri(client: ClientRecord, requested: str | None) -> str:
 
 
 def check_response_type(response_type: str | None) -> None:
+    if not response_type:
+        raise InvalidRequest("response_type is required", redirectable=True)
     if response_type != "code":
         # OAuth 2.1 keeps only the code response type: no implicit flow.
         raise UnsupportedResponseType("response_type must be code", redirectable=True)
