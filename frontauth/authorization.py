@@ -79,8 +79,11 @@ def check_resource(services: Services, resources: list[str]) -> str:
     if len(resources) > 1:
         raise InvalidTarget("only one resource per request is supported", redirectable=True)
     resource = resources[0]
-    parts = urllib.parse.urlsplit(resource)
-    if not parts.scheme or not parts.netloc or parts.fragment:
+    try:
+        parts = urllib.parse.urlsplit(resource)
+    except ValueError:  # for example an unclosed IPv6 bracket
+        parts = None
+    if parts is None or not parts.scheme or not parts.netloc or parts.fragment:
         raise InvalidTarget("resource must be an absolute URI without a fragment", redirectable=True)
     if resource not in audiences:
         raise InvalidTarget("this server does not issue tokens for the requested resource", redirectable=True)
