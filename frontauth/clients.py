@@ -155,8 +155,11 @@ def redirect_uri_matches(requested: str, registered: str) -> bool:
         return False
     if not is_loopback_host(reg.hostname) or req.hostname != reg.hostname:
         return False
-    # The port is the one part allowed to differ.
-    return (req.path, req.query, req.username, req.password) == (reg.path, reg.query, reg.username, reg.password)
+    # The port is the one part allowed to differ. SECURITY: the fragment is compared too,
+    # because RFC 6749 §3.1.2 forbids one in a redirect URI.
+    return (req.path, req.query, req.fragment, req.username, req.password) == (
+        reg.path, reg.query, reg.fragment, reg.username, reg.password
+    )
 
 
 def find_redirect_uri(client: ClientRecord, requested: str | None) -> str | None:
