@@ -3,6 +3,8 @@
 The authorize endpoint runs the ``check_*`` steps in order. Until the client
 and its redirect_uri are verified, errors go to an error page; after that,
 they go back to the client with ``state`` and ``iss`` (RFC 6749 §4.1.2.1).
+A repeated parameter follows the same split: a repeated client_id or
+redirect_uri gets the page, any other repeated parameter the redirect.
 """
 
 from __future__ import annotations
@@ -12,11 +14,27 @@ import uuid
 
 from frontauth.clients import find_redirect_uri
 from frontauth.errors import InvalidRequest, InvalidScope, InvalidTarget, PageError, UnsupportedResponseType
+from frontauth.params import duplicated_error
 from frontauth.services import Services
 from frontauth.stores import ClientRecord, CodeRecord, PendingAuthorization
 from frontauth.tokens import new_opaque
 
 MAX_STATE_LENGTH = 1024
+# Parameters that decide where errors may be sent; a repeated one makes both untrustworthy.
+REDIRECT_DECIDING = ("client_id", "redirect_uri")
+
+
+def check_redirect_parameters_unique(duplicated: list[str]) -> None:
+    """RFC 6749 §3.1: with client_id or redirect_uri repeated, the error can only go to a page."""
+    for name in REDIRECT_DECIDING:
+        if name in duplicated:
+            raise PageError("Invalid request", f"parameter {name} is included more than once")
+
+
+def check_unique(duplicated: list[str]) -> None:
+    """RFC 6749 §3.1: parameters must not be repeated; sent back to the verified redirect_uri."""
+    if duplicated:
+        raise duplicated_error(duplicated[0], redirectable=True)
 
 
 async def check_client(services: Services, client_id: str | None) -> ClientRecord:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import urllib.parse
 
+import attrs
 from aiohttp import web
 
 from frontauth.errors import InvalidRequest
@@ -18,14 +19,25 @@ MAX_PARAMETER_LENGTH = 4096
 REPEATABLE = frozenset({"resource"})
 
 
-def parse_pairs(text: str, *, redirectable: bool = False) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Parse urlencoded text into single values, plus the repeatable ones as lists.
+@attrs.frozen
+class Parameters:
+    """Parameters of one request, parsed but not yet validated."""
+
+    single: dict[str, str]  # each name's first value
+    repeated: dict[str, list[str]]  # every value of the names in REPEATABLE
+    duplicated: list[str]  # names outside REPEATABLE that appear more than once
+
+
+def split_pairs(text: str, *, redirectable: bool = False) -> Parameters:
+    """Parse urlencoded text, noting instead of rejecting the duplicated names.
 
     Raises:
-        InvalidRequest: a parameter appears twice, or a value is too long.
+        InvalidRequest: the text is not valid urlencoded UTF-8, has more than
+            100 parameters, or a value is too long or contains NUL.
     """
     single: dict[str, str] = {}
     repeated: dict[str, list[str]] = {}
+    duplicated: list[str] = []
     try:
         pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=100)
     except (ValueError, UnicodeDecodeError):
@@ -37,13 +49,30 @@ def parse_pairs(text: str, *, redirectable: bool = False) -> tuple[dict[str, str
             raise InvalidRequest(f"parameter {_shown(name)} contains a NUL character", redirectable=redirectable)
         if name in REPEATABLE:
             repeated.setdefault(name, []).append(value)
-            continue
-        if name in single:
-            raise InvalidRequest(f"parameter {_shown(name)} is included more than once", redirectable=redirectable)
-        single[name] = value
-    for name, values in repeated.items():
-        single[name] = values[0]
-    return single, repeated
+            single.setdefault(name, value)
+        elif name in single:
+            if name not in duplicated:
+                duplicated.append(name)
+        else:
+            single[name] = value
+    return Parameters(single, repeated, duplicated)
+
+
+def duplicated_error(name: str, *, redirectable: bool = False) -> InvalidRequest:
+    """Return the error for a parameter included more than once (RFC 6749 §3.1)."""
+    return InvalidRequest(f"parameter {_shown(name)} is included more than once", redirectable=redirectable)
+
+
+def parse_pairs(text: str, *, redirectable: bool = False) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Parse urlencoded text into single values, plus the repeatable ones as lists.
+
+    Raises:
+        InvalidRequest: a parameter appears twice, or a value is too long.
+    """
+    parameters = split_pairs(text, redirectable=redirectable)
+    if parameters.duplicated:
+        raise duplicated_error(parameters.duplicated[0], redirectable=redirectable)
+    return parameters.single, parameters.repeated
 
 
 def _shown(name: str) -> str:

@@ -1,8 +1,8 @@
 """The authorization endpoint (RFC 6749 §4.1.1, OAuth 2.1 §4.1.1).
 
-Steps: check_client, check_redirect_uri (both before anything may be
-redirected), check_response_type, check_state, check_pkce, check_scope,
-check_resource; then either issue the code at once (signed in, consent
+Steps: check_redirect_parameters_unique, check_client, check_redirect_uri
+(all three before anything may be redirected), check_unique,
+check_response_type, check_state, check_pkce, check_scope, check_resource; then either issue the code at once (signed in, consent
 already given) or store a pending authorization and send the browser to the
 sign-in or consent page.
 """
@@ -17,7 +17,7 @@ from aiohttp import web
 from frontauth import authorization, pkce
 from frontauth.appkeys import SERVICES
 from frontauth.browser import ensure_browser_id, load_session, set_cookies
-from frontauth.params import query_params
+from frontauth.params import split_pairs
 from frontauth.responses import CLIENT_ID, FORM_ACTION, NO_STORE, VERIFIED_REDIRECT, redirect_with_params
 from frontauth.stores import PendingAuthorization
 from frontauth.tokens import digest, new_opaque
@@ -25,13 +25,18 @@ from frontauth.tokens import digest, new_opaque
 
 async def authorize(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    params, repeated = query_params(request)
+    parameters = split_pairs(request.rel_url.raw_query_string)
+    params, repeated = parameters.single, parameters.repeated
+    authorization.check_redirect_parameters_unique(parameters.duplicated)
     client = await authorization.check_client(services, params.get("client_id"))
     request[CLIENT_ID] = client.client_id
     redirect_uri = authorization.check_redirect_uri(client, params.get("redirect_uri"))
-    request[VERIFIED_REDIRECT] = (redirect_uri, params.get("state") or None)
+    # A repeated state has no single value to echo, so its error goes back without one.
+    echoed_state = None if "state" in parameters.duplicated else params.get("state") or None
+    request[VERIFIED_REDIRECT] = (redirect_uri, echoed_state)
     request[FORM_ACTION] = authorization.redirect_origin(redirect_uri)
 
+    authorization.check_unique(parameters.duplicated)
     authorization.check_response_type(params.get("response_type"))
     state = authorization.check_state(params.get("state"))
     challenge = pkce.check_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
