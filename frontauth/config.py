@@ -3,7 +3,7 @@
 Sources, later ones winning: defaults, the TOML file given with ``--config``,
 environment variables (``FRONTAUTH_<SECTION>_<KEY>``, plus the names operators
 already use, see ``ENV_ALIASES``), then command-line flags. Every value keeps
-the name of the source it came from, so that a validation error can say
+the name of the source it came from, so that a validation error can name it, as in
 "storage.url (from environment variable FRONTAUTH_STORAGE_URL)".
 
 Request input never goes through this module: attrs validators here check

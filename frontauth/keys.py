@@ -3,8 +3,8 @@
 The current signing key signs every access token. Public halves of earlier
 signing keys (``keys.previous``) stay in the published JWKS so that tokens they
 signed keep verifying during a rollover. With no key configured, the
-development profile generates one and keeps it in ``server.state_dir`` so that a
-restart does not invalidate issued tokens; other profiles refuse to start.
+development profile generates one and keeps it in ``server.state_dir``, so a
+restart does not invalidate issued tokens. Other profiles refuse to start.
 """
 
 from __future__ import annotations

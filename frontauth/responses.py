@@ -1,6 +1,6 @@
 """The one place where errors become HTTP responses, plus the security headers.
 
-API endpoints answer JSON ``{"error", "error_description"}`` with the RFC 6749
+API endpoints return JSON ``{"error", "error_description"}`` with the RFC 6749
 §5.2 status and ``Cache-Control: no-store``. Browser endpoints redirect the
 error to the client only when the handler has verified the client and its
 redirect_uri (RFC 6749 §4.1.2.1); otherwise they render the error page, so an
@@ -38,7 +38,7 @@ RETRY_AFTER_STORAGE = "2"
 
 
 def json_response(body: typing.Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON response that no cache may keep (RFC 6749 §5.1)."""
+    """Return a JSON response that no cache may keep (RFC 6749 §5.1)."""
     merged = dict(NO_STORE)
     merged.update(headers or {})
     return web.json_response(body, status=status, headers=merged)

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 def wait_http(url: str, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Wait until url answers 200, failing early if the process exits."""
+    """Wait until url returns 200, failing early if the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
