@@ -59,6 +59,9 @@ def metadata_url(issuer: str) -> str:
 class KeySetCache:
     """Signature keys of one issuer, fetched over HTTP and cached.
 
+    NOTE: a cache belongs to the event loop that first fetches with it, because
+    its aiohttp session and its fetch task are bound to that loop.
+
     Args:
         issuer: the issuer identifier. Its metadata must name exactly this issuer.
         jwks: a fixed key set (``{"keys": [...]}``). When given, nothing is fetched.
