@@ -11,7 +11,7 @@ import hmac
 
 from frontauth import pkce
 from frontauth.grants.issue import issue_tokens
-from frontauth.errors import InvalidGrant, InvalidRequest
+from frontauth.errors import InvalidGrant, InvalidRequest, InvalidTarget
 from frontauth.services import Services
 from frontauth.stores import ClientRecord, CodeRecord
 
@@ -39,7 +39,8 @@ def check_binding(record: CodeRecord, client: ClientRecord, form: dict[str, str]
         raise InvalidGrant("redirect_uri does not match the authorization request")
     resource = form.get("resource")
     if resource is not None and resource != record.resource:
-        raise InvalidGrant("resource does not match the authorization request")
+        # RFC 8707 §2: a resource the grant does not cover is invalid_target.
+        raise InvalidTarget("resource does not match the authorization request")
     pkce.check_verifier(form.get("code_verifier"), record.code_challenge)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 
 from frontauth.grants.issue import issue_tokens
-from frontauth.errors import InvalidGrant, InvalidRequest, InvalidScope
+from frontauth.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
 from frontauth.services import Services
 from frontauth.stores import ClientRecord, RefreshRecord
 
@@ -62,7 +62,8 @@ async def handle(services: Services, client: ClientRecord, form: dict[str, str])
         raise InvalidGrant("the refresh token was revoked")
     resource = form.get("resource")
     if resource is not None and resource != record.resource:
-        raise InvalidGrant("resource does not match the original grant")
+        # RFC 8707 §2: a resource the grant does not cover is invalid_target.
+        raise InvalidTarget("resource does not match the original grant")
     scope = check_scope(record, form.get("scope"))
 
     before = await services.stores.rotate_refresh(token, record)
