@@ -16,8 +16,15 @@ async def issue_tokens(
     resource: str,
     family_id: str,
     auth_time: int,
+    refresh_scope: str | None = None,
 ) -> dict[str, object]:
-    """Mint an access token and a new refresh token of the family; return the response body."""
+    """Mint an access token and a new refresh token of the family; return the response body.
+
+    ``scope`` goes into the access token and the response. The refresh token
+    gets ``refresh_scope`` when given: RFC 6749 §6 keeps a rotated refresh
+    token at the scope of the one presented, even when the refresh request
+    narrowed the access token's scope.
+    """
     access = services.minter.mint(
         subject=subject,
         client_id=client_id,
@@ -31,7 +38,7 @@ async def issue_tokens(
     record = RefreshRecord(
         client_id=client_id,
         subject=subject,
-        scope=scope,
+        scope=refresh_scope or scope,
         resource=resource,
         family_id=family_id,
         auth_time=auth_time,

@@ -81,4 +81,5 @@ async def handle(services: Services, client: ClientRecord, form: dict[str, str])
         resource=record.resource,
         family_id=record.family_id,
         auth_time=record.auth_time,
+        refresh_scope=record.scope,
     )
