@@ -1,9 +1,9 @@
 """Storage operations and settings shared by the single-node and cluster Redis drivers.
 
 Each operation of :class:`frontauth.storage.Driver` maps to one Redis command
-on one key, or to one Lua script on one key, so Redis itself makes it atomic
-and a cluster routes it by that key alone (versions from the Redis command
-reference):
+or one Lua script on one key. Redis itself makes each one atomic, and a
+cluster routes it by that key alone. The versions come from the Redis command
+reference:
 
 | operation     | Redis command                          | since Redis |
 |---------------|----------------------------------------|-------------|
@@ -31,7 +31,6 @@ import math
 import os
 import time
 import typing
-
 import urllib.parse
 
 import redis.exceptions as rex
@@ -202,11 +201,11 @@ def tls_options(settings: StorageSettings, tls: bool) -> dict[str, typing.Any]:
 
 
 def retry_policy(settings: StorageSettings, errors: tuple[type[Exception], ...]) -> Retry:
-    """Build the redis-py retry policy: ``storage.retry_attempts`` tries on ``errors``.
+    """Build the redis-py retry policy: up to ``storage.retry_attempts`` retries on ``errors``.
 
     NOTE: a retry can repeat a command that already ran before its connection
     broke. Each repeat fails closed: take returns None, swap returns the value
-    it wrote itself, set_if_absent returns False and hit counts one more.
+    it wrote itself, set_if_absent returns False and hit counts the request twice.
     """
     backoff = ExponentialWithJitterBackoff(base=RETRY_BACKOFF_BASE, cap=RETRY_BACKOFF_CAP)
     return Retry(backoff=backoff, retries=settings.retry_attempts, supported_errors=errors)
