@@ -177,6 +177,8 @@ class RedisCluster:
     def __init__(self, nodes: list[RedisServer], cli: str) -> None:
         self.nodes = nodes
         self.cli = cli
+        # Number of primaries that own slots; set by create().
+        self.primary_count = 0
 
     @property
     def seeds(self) -> str:
@@ -185,7 +187,7 @@ class RedisCluster:
 
     def cli_args(self) -> list[str]:
         tls = self.nodes[0].tls
-        args = [self.cli, "--no-auth-warning", "-a", self.nodes[0].password or ""]
+        args = [self.cli]
         if tls is not None:
             args += ["--tls", "--cacert", tls.ca, "--cert", tls.client_cert, "--key", tls.client_key]
         return args
@@ -195,9 +197,14 @@ class RedisCluster:
         addresses = [f"{HOST}:{node.port}" for node in self.nodes]
         command = self.cli_args() + ["--cluster", "create", *addresses]
         command += ["--cluster-replicas", str(replicas), "--cluster-yes"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        # redis-cli reads the password from REDISCLI_AUTH, which keeps it off the command line.
+        environment = {**os.environ, "REDISCLI_AUTH": self.nodes[0].password or ""}
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=environment
+        )
         if result.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{result.stdout}\n{result.stderr}")
+        self.primary_count = len(self.nodes) // (replicas + 1)
         self.wait_until_ok()
 
     def _node_ok(self, node: RedisServer, running_ports: set[int]) -> bool:
@@ -220,13 +227,20 @@ class RedisCluster:
         return seen == running_ports
 
     def wait_until_ok(self, timeout: float = CLUSTER_TIMEOUT) -> None:
-        """Wait until every running node reports cluster_state:ok and the other running nodes connected."""
+        """Wait until every running node reports cluster_state:ok and the other running nodes connected.
+
+        It also waits until ``primary_count`` running nodes have the primary
+        role, so after a kill it returns only once a replica has taken over,
+        and after a restart only once the old primary has become a replica.
+        """
         deadline = time.monotonic() + timeout
         while True:
             running = [node for node in self.nodes if node.process is not None]
             running_ports = {node.port for node in running}
             try:
-                if all(self._node_ok(node, running_ports) for node in running):
+                if all(self._node_ok(node, running_ports) for node in running) and (
+                    len(self.primaries()) == self.primary_count
+                ):
                     return
             except (redis.ConnectionError, redis.TimeoutError):
                 pass
@@ -235,7 +249,7 @@ class RedisCluster:
             time.sleep(0.1)
 
     def primaries(self) -> list[RedisServer]:
-        """Return the running nodes that are primaries now, in port order."""
+        """Return the running nodes whose role is primary now, in the order of ``nodes``."""
         found = []
         for node in self.nodes:
             if node.process is None:
@@ -246,12 +260,37 @@ class RedisCluster:
                 found.append(node)
         return found
 
+    def wait_for_replication(self, timeout: float = CLUSTER_TIMEOUT) -> None:
+        """Wait until every replica is online and has every write its primary had on entry.
+
+        Call it before killing a primary, so that the promoted replica holds
+        the data the test wrote.
+        """
+        targets = {}
+        for node in self.primaries():
+            with node.client() as client:
+                targets[node.port] = client.info("replication")["master_repl_offset"]
+        deadline = time.monotonic() + timeout
+        for node in self.primaries():
+            with node.client() as client:
+                while True:
+                    info = client.info("replication")
+                    replicas = [value for name, value in info.items() if name.startswith("slave") and name[5:].isdigit()]
+                    if replicas and all(
+                        replica["state"] == "online" and replica["offset"] >= targets[node.port] for replica in replicas
+                    ):
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"replicas of port {node.port} did not catch up within {timeout} s")
+                    time.sleep(0.05)
+
     def kill_primary(self, index: int = 0) -> RedisServer:
         """Kill one primary with SIGKILL by its PID and return it, for fail-over tests.
 
         The cluster promotes that primary's replica after cluster-node-timeout
-        (1 s here). Call ``restart()`` on the returned node to bring it back as
-        a replica, then ``wait_until_ok()``, so later tests find the cluster whole.
+        (1 s here), which ``wait_until_ok()`` waits for. Call ``restart()`` on
+        the returned node to bring it back as a replica, then ``wait_until_ok()``
+        again, so that later tests find the cluster whole.
         """
         node = self.primaries()[index]
         node.kill()
@@ -271,6 +310,8 @@ def _cluster_options(bus_port: int) -> list[str]:
         "--masterauth", PASSWORD,
         "--tls-cluster", "yes",
         "--tls-replication", "yes",
+        # Replicas start syncing at once instead of after the default 5 s delay.
+        "--repl-diskless-sync-delay", "0",
     ]
 
 
@@ -308,15 +349,14 @@ def redis_tls(
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def redis_cluster_tls(
-    redis_server_binary: str, redis_tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
-) -> typing.Iterator[RedisCluster]:
-    """A TLS Redis Cluster: three primaries, one replica each, all on 127.0.0.1."""
+def start_tls_cluster(binary: str, tls: TlsFiles, root: pathlib.Path) -> RedisCluster:
+    """Start six TLS nodes in ``root`` and join them as three primaries with one replica each.
+
+    The caller stops the cluster with ``RedisCluster.stop()``.
+    """
     cli = find_binary("redis-cli")
-    root = tmp_path_factory.mktemp("redis-cluster")
     nodes = [
-        RedisServer(redis_server_binary, root / f"node{i}", free_port(), _cluster_options(free_port()), tls=redis_tls_files)
+        RedisServer(binary, root / f"node{i}", free_port(), _cluster_options(free_port()), tls=tls)
         for i in range(6)
     ]
     cluster = RedisCluster(nodes, cli)
@@ -324,9 +364,20 @@ def redis_cluster_tls(
         for node in nodes:
             node.start()
         cluster.create(replicas=1)
-        yield cluster
-    finally:
+    except BaseException:
         cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_tls(
+    redis_server_binary: str, redis_tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
+) -> typing.Iterator[RedisCluster]:
+    """A TLS Redis Cluster shared by the session: three primaries, one replica each."""
+    cluster = start_tls_cluster(redis_server_binary, redis_tls_files, tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
