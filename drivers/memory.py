@@ -99,6 +99,8 @@ class MemoryDriver:
     async def hit(
         self, key: str, window: float, limit: int, now: float, consume: bool = True
     ) -> WindowState:
+        if window <= 0 or limit < 1:
+            raise ValueError(f"expected window > 0 and limit >= 1, got window={window}, limit={limit}")
         times = self._windows.setdefault(key, [])
         del times[: bisect.bisect_right(times, now - window)]
         if len(times) >= limit:
