@@ -73,7 +73,11 @@ def _string_list(metadata: dict[str, object], name: str) -> list[str] | None:
 def check_redirect_uri(services: Services, uri: str) -> None:
     if len(uri) > MAX_URI_LENGTH:
         raise InvalidRedirectUri("a redirect URI is too long")
-    parts = urllib.parse.urlsplit(uri)
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        _ = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:  # also an unclosed IPv6 bracket
+        raise InvalidRedirectUri("a redirect URI is not a valid URI") from None
     if not parts.scheme or parts.fragment or "#" in uri:
         # RFC 6749 §3.1.2: absolute URI without a fragment.
         raise InvalidRedirectUri("redirect URIs must be absolute and carry no fragment")
