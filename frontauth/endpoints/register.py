@@ -146,8 +146,16 @@ async def _read_json(request: web.Request) -> dict[str, object]:
         metadata = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidClientMetadata("the body is not valid JSON") from None
+    except RecursionError:
+        # json's parser recurses once per nesting level; a 64 KiB body can nest far deeper than the stack.
+        raise InvalidClientMetadata("the body is nested too deeply") from None
     if not isinstance(metadata, dict):
         raise InvalidClientMetadata("the body must be a JSON object")
+    try:
+        json.dumps(metadata, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A \ud800 escape decodes to a lone surrogate, which no page or log can encode as UTF-8.
+        raise InvalidClientMetadata("the body contains an unpaired surrogate escape") from None
     return metadata
 
 
