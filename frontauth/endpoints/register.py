@@ -37,6 +37,16 @@ GRANT_TYPES = ("authorization_code", "refresh_token")
 MAX_REDIRECT_URIS = 10
 MAX_URI_LENGTH = 2000
 MAX_NAME_LENGTH = 200
+APPLICATION_TYPES = ("native", "web")
+# The redirect URIs each application_type may register; None is a registration without one.
+REDIRECT_RULES = {
+    "web": "a web client's redirect URIs must use https on a host other than a loopback address",
+    "native": (
+        "a native client's redirect URIs must use http on a loopback address, https, "
+        "or a private-use scheme with a period in its name"
+    ),
+    None: "redirect URIs must use https, or http on a loopback address",
+}
 # Cap window: registrations counted over ten years amount to "ever".
 CAP_WINDOW = 10 * 365 * 86400.0
 
@@ -70,7 +80,31 @@ def _string_list(metadata: dict[str, object], name: str) -> list[str] | None:
     return value
 
 
-def check_redirect_uri(services: Services, uri: str) -> None:
+def check_application_type(metadata: dict[str, object]) -> str | None:
+    application_type = _string(metadata, "application_type")
+    if application_type is not None and application_type not in APPLICATION_TYPES:
+        raise InvalidClientMetadata("application_type must be native or web")
+    return application_type
+
+
+def _allowed_for_type(parts: urllib.parse.SplitResult, application_type: str | None) -> bool:
+    """Whether a parsed redirect URI suits the client's application_type."""
+    loopback = is_loopback_host(parts.hostname)
+    https = parts.scheme == "https" and bool(parts.hostname)
+    http_loopback = parts.scheme == "http" and loopback
+    if application_type == "web":
+        return https and not loopback
+    if application_type == "native":
+        # RFC 8252 §7: loopback http on any port, a claimed https URL, or a
+        # private-use scheme named after a reverse domain name (§7.1), which
+        # always contains a period and so excludes javascript: and data:.
+        return http_loopback or https or "." in parts.scheme
+    # Deviation: OpenID Connect Registration defaults application_type to web,
+    # but many MCP clients omit it and register loopback URIs, so both are allowed.
+    return https or http_loopback
+
+
+def check_redirect_uri(services: Services, uri: str, application_type: str | None = None) -> None:
     if len(uri) > MAX_URI_LENGTH:
         raise InvalidRedirectUri("a redirect URI is too long")
     try:
@@ -86,21 +120,19 @@ def check_redirect_uri(services: Services, uri: str) -> None:
         if not any(fnmatch.fnmatchcase(uri, pattern) for pattern in patterns):
             raise InvalidRedirectUri("a redirect URI is not allowed by this server's registration policy")
         return
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
-        return
-    raise InvalidRedirectUri("redirect URIs must use https, or http on a loopback address")
+    if not _allowed_for_type(parts, application_type):
+        raise InvalidRedirectUri(REDIRECT_RULES[application_type])
 
 
 def check_metadata(services: Services, metadata: dict[str, object]) -> ClientRecord:
+    application_type = check_application_type(metadata)
     redirect_uris = _string_list(metadata, "redirect_uris")
     if not redirect_uris:
         raise InvalidRedirectUri("redirect_uris is required")
     if len(redirect_uris) > MAX_REDIRECT_URIS:
         raise InvalidRedirectUri(f"at most {MAX_REDIRECT_URIS} redirect URIs may be registered")
     for uri in redirect_uris:
-        check_redirect_uri(services, uri)
+        check_redirect_uri(services, uri, application_type)
 
     # RFC 7591 §2: the default method is client_secret_basic.
     method = _string(metadata, "token_endpoint_auth_method") or "client_secret_basic"
@@ -133,7 +165,7 @@ def check_metadata(services: Services, metadata: dict[str, object]) -> ClientRec
         scope=scope,
         grant_types=grant_types,
         response_types=response_types,
-        application_type=_string(metadata, "application_type"),
+        application_type=application_type,
         dynamic=True,
     )
 
