@@ -76,7 +76,7 @@ def parse_pairs(text: str, *, redirectable: bool = False) -> tuple[dict[str, str
 
 
 def _shown(name: str) -> str:
-    """A parameter name safe to put in an error_description (ASCII only, RFC 6749 §5.2)."""
+    """Return the parameter name cut to the ASCII characters an error_description allows (RFC 6749 §5.2)."""
     cleaned = "".join(c for c in name[:40] if (c.isascii() and c.isalnum()) or c in "_-.")
     return cleaned or "(unnamed)"
 

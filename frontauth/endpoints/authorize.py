@@ -1,10 +1,11 @@
 """The authorization endpoint (RFC 6749 §4.1.1, OAuth 2.1 §4.1.1).
 
-Steps: check_redirect_parameters_unique, check_client, check_redirect_uri
-(all three before anything may be redirected), check_unique,
-check_response_type, check_state, check_pkce, check_scope, check_resource; then either issue the code at once (signed in, consent
-already given) or store a pending authorization and send the browser to the
-sign-in or consent page.
+Steps: check_redirect_parameters_unique, check_client and check_redirect_uri
+come first, because no error may be redirected before they pass. Then
+check_unique, check_response_type, check_state, check_pkce, check_scope and
+check_resource. Finally the endpoint either issues the code at once (signed
+in, consent already given) or stores a pending authorization and sends the
+browser to the sign-in or consent page.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def check_application_type(metadata: dict[str, object]) -> str | None:
 
 
 def _allowed_for_type(parts: urllib.parse.SplitResult, application_type: str | None) -> bool:
-    """Whether a parsed redirect URI suits the client's application_type."""
+    """Return whether a parsed redirect URI suits the client's application_type."""
     loopback = is_loopback_host(parts.hostname)
     https = parts.scheme == "https" and bool(parts.hostname)
     http_loopback = parts.scheme == "http" and loopback
