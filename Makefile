@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Extra flags for the benchmark, e.g. BENCH_ARGS="--quick" (or BENCH_QUICK=1).
+BENCH_ARGS ?=
 
-.PHONY: dev serve test bench clean
+.PHONY: dev serve test bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,19 @@ serve: dev
 
 test: dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(VENV)/.bench-installed: $(VENV)/.installed setup.cfg
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# frontauth alone, memory and Redis drivers; see bench/README.md.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The same beside node-oidc-provider, FastMCP and a bare aiohttp handler,
+# which the benchmark installs into bench/.cache on first use.
+bench-peers: $(VENV)/.bench-installed
+	$(BIN)/python -m bench --peers $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,0 +1,225 @@
+"""The Markdown report: results, ratios, Redis figures, verification, profiles, versions."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+
+from bench.loadgen import RunResult, Spread, percentile
+from bench.runner import CellResult, Outcome
+
+UNIT = {"flow": "flows/s", "refresh": "refreshes/s"}
+MIB = 1024 * 1024
+
+
+def _num(value: float, digits: int = 0) -> str:
+    if math.isnan(value):
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def _spread(spread: Spread, digits: int = 0) -> str:
+    if math.isnan(spread.median):
+        return "–"
+    return f"{_num(spread.median, digits)} ({_num(spread.low, digits)}–{_num(spread.high, digits)})"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _rates(cell: CellResult) -> Spread:
+    return Spread.of(run.rate for run in cell.runs)
+
+
+def _latency(cell: CellResult, attribute: str, fraction: float) -> Spread:
+    return Spread.of(percentile(getattr(run, attribute), fraction) for run in cell.runs)
+
+
+def _server(cell: CellResult, field: str) -> list[float]:
+    return [float(run.probes["server"][field]) for run in cell.runs if "server" in run.probes]
+
+
+def _other_cpu(run: RunResult) -> float:
+    """CPU seconds the machine spent on anything but the server, its Redis and the load driver."""
+    machine = run.probes.get("machine", {}).get("cpu_seconds", math.nan)
+    ours = run.probes["server"]["cpu_seconds"] + run.driver_cpu_seconds + run.probes.get("redis", {}).get("cpu_seconds", 0.0)
+    return max(machine - ours, 0.0)
+
+
+def _results_table(outcome: Outcome) -> list[str]:
+    header = ["target", "scenario", "conc.", "ops/s median (min–max)", "op p50 ms", "op p99 ms",
+              "token p50 ms", "token p99 ms", "errors", "server CPU s", "server CPU ms/op", "peak RSS MiB",
+              "driver CPU s", "other CPU s"]
+    rows = []
+    for cell in outcome.cells:
+        if cell.failure:
+            rows.append([cell.target.key, cell.scenario, str(cell.concurrency), f"failed: {cell.failure[:120]}"]
+                        + [""] * (len(header) - 4))
+            continue
+        cpu = _server(cell, "cpu_seconds")
+        per_op = [run.probes["server"]["cpu_seconds"] * 1000 / run.ops for run in cell.runs if run.ops]
+        rss = _server(cell, "peak_rss_bytes")
+        errors = sum(sum(run.errors.values()) for run in cell.runs)
+        ops = sum(run.ops for run in cell.runs)
+        rows.append([
+            cell.target.key, cell.scenario, str(cell.concurrency),
+            f"{_spread(_rates(cell))} {UNIT[cell.scenario]}",
+            _spread(_latency(cell, "op_ms", 0.50), 1), _spread(_latency(cell, "op_ms", 0.99), 1),
+            _spread(_latency(cell, "token_ms", 0.50), 1), _spread(_latency(cell, "token_ms", 0.99), 1),
+            f"{errors} of {errors + ops}",
+            _num(statistics.median(cpu), 2) if cpu else "–",
+            _num(statistics.median(per_op), 3) if per_op else "–",
+            _num(max(rss) / MIB, 0) if rss else "–",
+            _num(statistics.median(run.driver_cpu_seconds for run in cell.runs), 2),
+            _num(statistics.median(_other_cpu(run) for run in cell.runs), 2),
+        ])
+    return _table(header, rows)
+
+
+def _find(outcome: Outcome, key: str, scenario: str, concurrency: int) -> CellResult | None:
+    for cell in outcome.cells:
+        if (cell.target.key, cell.scenario, cell.concurrency) == (key, scenario, concurrency) and cell.runs:
+            return cell
+    return None
+
+
+def _ratio(a: float, b: float) -> str:
+    if math.isnan(a) or math.isnan(b) or b == 0:
+        return "–"
+    return f"{a / b:.2f}×"
+
+
+def _ratios_table(outcome: Outcome) -> list[str]:
+    """frontauth (memory driver) against each other target, per scenario and concurrency."""
+    base_key = "frontauth-memory"
+    header = ["frontauth-memory / …", "scenario", "conc.", "ops/s ratio", "op p99 ratio (lower is better)",
+              "token p99 ratio (lower is better)"]
+    rows = []
+    others = [t for t in outcome.plan.targets if t.key != base_key]
+    for other in others:
+        for scenario in ("flow", "refresh"):
+            for concurrency in outcome.plan.concurrencies:
+                mine = _find(outcome, base_key, scenario, concurrency)
+                theirs = _find(outcome, other.key, scenario, concurrency)
+                if mine is None or theirs is None:
+                    continue
+                rows.append([
+                    other.key, scenario, str(concurrency),
+                    _ratio(_rates(mine).median, _rates(theirs).median),
+                    _ratio(_latency(mine, "op_ms", 0.99).median, _latency(theirs, "op_ms", 0.99).median),
+                    _ratio(_latency(mine, "token_ms", 0.99).median, _latency(theirs, "token_ms", 0.99).median),
+                ])
+    return _table(header, rows) if rows else ["No pair of targets to compare."]
+
+
+def _redis_table(outcome: Outcome) -> list[str]:
+    header = ["scenario", "conc.", "round trips per op (MONITOR)", "Redis commands per op (commandstats)",
+              "commands per op, by command", "Redis CPU s",
+              "bytes per stored refresh-token record", "used_memory growth per op (bytes)"]
+    rows = []
+    for cell in outcome.cells:
+        if not cell.runs or "redis" not in cell.runs[0].probes:
+            continue
+        per_op = []
+        by_command: dict[str, list[float]] = {}
+        for run in cell.runs:
+            calls = run.probes["redis"]["calls"]
+            if run.ops:
+                per_op.append(sum(calls.values()) / run.ops)
+                for command, n in calls.items():
+                    by_command.setdefault(command, []).append(n / run.ops)
+        breakdown = ", ".join(f"{c} {statistics.median(v):.2f}" for c, v in
+                              sorted(by_command.items(), key=lambda item: -statistics.median(item[1])))
+        growth = [run.probes["redis"]["used_memory_growth"] / run.ops for run in cell.runs if run.ops]
+        record = cell.refresh_record_bytes
+        sent = cell.redis_sent_per_op
+        round_trips = "–"
+        if sent:
+            round_trips = f"{sum(sent.values()):.2f}: " + ", ".join(
+                f"{c} {n:.2f}" for c, n in sorted(sent.items(), key=lambda item: -item[1]))
+        rows.append([
+            cell.scenario, str(cell.concurrency), round_trips, _spread(Spread.of(per_op), 2), breakdown,
+            _num(statistics.median(run.probes["redis"]["cpu_seconds"] for run in cell.runs), 2),
+            f"{_num(record[0], 0)} (mean of {record[1]} keys)" if record else "–",
+            _num(statistics.median(growth), 0) if growth else "–",
+        ])
+    return _table(header, rows) if rows else ["No Redis target was measured."]
+
+
+def _verification_table(outcome: Outcome) -> list[str]:
+    if outcome.verification_failure:
+        return [f"Not measured: {outcome.verification_failure}"]
+    rows = [[result.mode, _spread(result.spread), ", ".join(str(n) for n in result.counts)]
+            for result in outcome.verification]
+    return _table(["mode", "tokens/s median (min–max)", "tokens verified per run"], rows)
+
+
+def _profile_section(outcome: Outcome) -> list[str]:
+    if not outcome.profiles:
+        reason = outcome.profile_failure or "run with --profile (py-spy in .venv) to include one"
+        return [f"No profile: {reason}."]
+    lines: list[str] = []
+    for scenario, summary in outcome.profiles.items():
+        lines += ["", f"#### {scenario}: {summary.samples} samples of frontauth-memory at the lowest concurrency", ""]
+        lines += ["Self time by area: " + ", ".join(f"{name} {share:.1f} %" for name, share in summary.areas), ""]
+        lines += _table(["top functions by self time", "file", "share of samples"],
+                        [[s.function, s.where, f"{s.percent:.1f} %"] for s in summary.top_self])
+        lines += [""]
+        lines += _table(["frontauth functions and crypto/JSON calls, inclusive of callees", "file", "share of samples"],
+                        [[s.function, s.where, f"{s.percent:.1f} %"] for s in summary.top_inclusive])
+    return lines
+
+
+def render(outcome: Outcome, versions: dict[str, dict[str, str]], machine: dict[str, str], command: str) -> str:
+    plan = outcome.plan
+    lines = [
+        f"# frontauth benchmark, {time.strftime('%Y-%m-%d %H:%M', time.localtime(outcome.started))}",
+        "",
+        f"Command: `{command}`. "
+        f"Machine: {machine['CPU']}, {machine['cores']} cores, {machine['memory']}, Linux {machine['kernel']}; "
+        "the load driver and the server share the cores.",
+        "",
+        f"Each cell: a fresh server, {plan.runs} run(s) of {plan.warmup:g} s warm-up then a {plan.window:g} s "
+        f"measured window, at most {plan.max_requests:,} requests per run. Figures are medians over the runs "
+        "with (min–max). An op is a complete flow (authorize → redirect with code → token, ending with an "
+        "access token) or one refresh grant; latency percentiles are per run, then the median is taken.",
+        "",
+        "## Results",
+        "",
+        *_results_table(outcome),
+        "",
+        "## Ratios",
+        "",
+        *_ratios_table(outcome),
+        "",
+        "## Redis driver",
+        "",
+        *_redis_table(outcome),
+        "",
+        "## In-process verification (frontauth.resource.BearerVerifier, one core)",
+        "",
+        *_verification_table(outcome),
+        "",
+        "## Profile",
+        *_profile_section(outcome),
+        "",
+        "## Not measured",
+        "",
+    ]
+    notes = [f"- {key}: {reason}" for key, reason in outcome.unavailable.items()]
+    if not any(t.key.endswith("uvloop") for t in plan.targets):
+        notes.append("- frontauth on uvloop: frontauth has no event-loop setting; it runs on the default asyncio "
+                     "loop, measured above. `--targets frontauth-memory-uvloop` measures it with the uvloop "
+                     "policy set by the benchmark before frontauth starts.")
+    lines += notes or ["- nothing left out."]
+    lines += ["", "## Versions", ""]
+    for group, entries in versions.items():
+        lines.append(f"- {group}: " + ", ".join(f"{name} {version}" for name, version in entries.items()))
+    return "\n".join(lines) + "\n"
+
+

@@ -1,0 +1,207 @@
+"""Run the benchmark plan: one cell per target, scenario and concurrency.
+
+Each cell starts a fresh server (and, for frontauth on Redis, a fresh
+redis-server), signs every worker in, then runs the measured windows. Servers
+are stopped by process id when the cell ends, whatever happened in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import attrs
+
+from bench import verification
+from bench.browser import Browser, FlowError
+from bench.install import CACHE_DIR, PeerUnavailable
+from bench.loopback import worker_address
+from bench.loadgen import Probe, RunResult, Worker, run_window
+from bench.procstat import MachineProbe, ServerProbe
+from bench.profiling import ProfileSummary, PySpyProbe
+from bench.redisstats import MonitorProbe, RedisProbe
+from bench.servers import StartFailed
+from bench.targets import FRONTAUTH_PREFIX, Running, Target
+
+SETUP_CONCURRENCY = 16
+
+
+@attrs.frozen
+class Plan:
+    """What to run and for how long."""
+
+    targets: tuple[Target, ...]
+    concurrencies: tuple[int, ...]
+    runs: int
+    warmup: float
+    window: float
+    max_requests: int
+    verification_seconds: float
+    verification_pool: int
+    profile: bool
+    quick: bool
+
+
+@attrs.define
+class CellResult:
+    target: Target
+    scenario: str
+    concurrency: int
+    runs: list[RunResult] = attrs.field(factory=list)
+    failure: str | None = None
+    refresh_record_bytes: tuple[float, int] | None = None
+    redis_keys: dict[str, int] | None = None
+    # Commands clients sent per op, from MONITOR: command -> calls per op.
+    redis_sent_per_op: dict[str, float] | None = None
+
+
+@attrs.define
+class Outcome:
+    """Everything one invocation measured."""
+
+    plan: Plan
+    cells: list[CellResult] = attrs.field(factory=list)
+    verification: list[verification.VerificationResult] = attrs.field(factory=list)
+    verification_failure: str | None = None
+    profiles: dict[str, ProfileSummary] = attrs.field(factory=dict)
+    profile_failure: str | None = None
+    unavailable: dict[str, str] = attrs.field(factory=dict)
+    started: float = attrs.field(factory=time.time)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+async def _sign_in_all(running: Running, target: Target, count: int) -> list[Worker]:
+    limit = asyncio.Semaphore(SETUP_CONCURRENCY)
+    browsers = [
+        Browser(running.base_url, target.endpoints, running.base_url + "/mcp", f"bench-user-{i}@example.com",
+                source_address=worker_address(i))
+        for i in range(count)
+    ]
+
+    async def sign_in(browser: Browser) -> Worker:
+        async with limit:
+            tokens = await browser.sign_in()
+            return Worker(browser, str(tokens["refresh_token"]))
+
+    try:
+        return list(await asyncio.gather(*(sign_in(b) for b in browsers)))
+    except BaseException:
+        await asyncio.gather(*(b.close() for b in browsers))
+        raise
+
+
+async def _close(workers: list[Worker]) -> None:
+    await asyncio.gather(*(worker.browser.close() for worker in workers))
+
+
+async def run_cell(plan: Plan, target: Target, scenario: str, concurrency: int, workdir: str,
+                   sign_key: dict[str, str], outcome: Outcome) -> CellResult:
+    """Measure one target in one scenario at one concurrency, ``plan.runs`` times."""
+    cell = CellResult(target, scenario, concurrency)
+    os.makedirs(workdir, exist_ok=True)
+    running = await target.start(workdir, sign_key)
+    workers: list[Worker] = []
+    redis_probe = None
+    try:
+        workers = await _sign_in_all(running, target, concurrency)
+        probes: list[Probe] = [ServerProbe(running.server.pid), MachineProbe()]
+        if running.redis is not None:
+            redis_probe = RedisProbe(running.redis.port, running.redis.pid)
+            probes.append(redis_probe)
+        for index in range(plan.runs):
+            result = await run_window(workers, scenario, warmup=plan.warmup, window=plan.window,
+                                      max_requests=plan.max_requests, probes=probes)
+            cell.runs.append(result)
+            errors = sum(result.errors.values())
+            log(f"  run {index + 1}/{plan.runs}: {result.rate:,.0f} {scenario}s/s, {errors} errors"
+                + (f" {result.errors}, for example {result.error_examples}" if errors else ""))
+        if running.redis is not None and redis_probe is not None:
+            cell.refresh_record_bytes = await redis_probe.refresh_token_bytes(FRONTAUTH_PREFIX)
+            cell.redis_keys = await redis_probe.count_keys(FRONTAUTH_PREFIX)
+            cell.redis_sent_per_op = await _round_trips(plan, running.redis.port, workers, scenario)
+        if plan.profile and target.key == "frontauth-memory" and concurrency == min(plan.concurrencies):
+            await _profile(plan, running, workers, scenario, workdir, outcome)
+    finally:
+        if redis_probe is not None:
+            await redis_probe.close()
+        await _close(workers)
+        await running.stop()
+    return cell
+
+
+async def _round_trips(plan: Plan, port: int, workers: list[Worker], scenario: str) -> dict[str, float]:
+    probe = MonitorProbe(port)
+    window = min(plan.window, 2.0)
+    log(f"  counting round trips with Redis MONITOR for {window:g} s (not measured)")
+    result = await run_window(workers, scenario, warmup=0.5, window=window, max_requests=plan.max_requests,
+                              probes=[probe])
+    sent = result.probes["monitor"]["sent"]
+    return {command: calls / result.ops for command, calls in sent.items()} if result.ops else {}
+
+
+async def _profile(plan: Plan, running: Running, workers: list[Worker], scenario: str, workdir: str,
+                   outcome: Outcome) -> None:
+    raw_path = os.path.join(workdir, f"py-spy-{scenario}.txt")
+    probe = PySpyProbe(running.server.pid, plan.window, raw_path)
+    log(f"  profiling the server with py-spy for {plan.window:.0f} s (not measured)")
+    try:
+        result = await run_window(workers, scenario, warmup=1.0, window=plan.window,
+                                  max_requests=plan.max_requests, probes=[probe])
+    except RuntimeError as exc:
+        outcome.profile_failure = str(exc)
+        log(f"  profile failed: {exc}")
+        return
+    outcome.profiles[scenario] = result.probes["profile"]["summary"]
+
+
+async def run_plan(plan: Plan, sign_key: dict[str, str]) -> Outcome:
+    outcome = Outcome(plan)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = os.path.join(CACHE_DIR, "runs", stamp)
+    for target in plan.targets:
+        if target.key in outcome.unavailable:
+            continue
+        for scenario in target.scenarios:
+            for concurrency in plan.concurrencies:
+                log(f"{target.key}: {scenario} at concurrency {concurrency}")
+                workdir = os.path.join(root, f"{target.key}-{scenario}-c{concurrency}")
+                try:
+                    cell = await run_cell(plan, target, scenario, concurrency, workdir, sign_key, outcome)
+                except PeerUnavailable as exc:
+                    outcome.unavailable[target.key] = str(exc)
+                    log(f"  {target.key} is not available: {exc}")
+                    break
+                except (StartFailed, FlowError, OSError) as exc:
+                    cell = CellResult(target, scenario, concurrency, failure=f"{type(exc).__name__}: {exc}")
+                    log(f"  failed: {cell.failure}")
+                outcome.cells.append(cell)
+            if target.key in outcome.unavailable:
+                break
+    await _verification(plan, sign_key, root, outcome)
+    return outcome
+
+
+async def _verification(plan: Plan, sign_key: dict[str, str], root: str, outcome: Outcome) -> None:
+    from bench.targets import TARGETS
+
+    log("in-process verification with frontauth.resource.BearerVerifier")
+    workdir = os.path.join(root, "verification")
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        running = await TARGETS["frontauth-memory"].start(workdir, sign_key)
+    except StartFailed as exc:
+        outcome.verification_failure = str(exc)
+        return
+    try:
+        outcome.verification = await verification.measure(
+            running.base_url, sign_key, runs=plan.runs, seconds=plan.verification_seconds,
+            pool=plan.verification_pool,
+        )
+        for result in outcome.verification:
+            log(f"  {result.mode}: {result.spread.median:,.0f} tokens/s")
+    finally:
+        await running.stop()

@@ -1,0 +1,139 @@
+"""The servers the benchmark measures, and how each one is started.
+
+A target names a server set-up, the endpoints the load driver calls on it and
+the scenarios it takes part in. ``start`` returns the running server and, for
+frontauth on Redis, the private redis-server behind it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import typing
+
+import attrs
+
+from bench import install
+from bench.browser import Endpoints
+from bench.servers import RedisServer, ServerProcess, frontauth_server, free_port
+
+FRONTAUTH_ENDPOINTS = Endpoints(token="/oauth/token", register="/oauth/register", authorize="/oauth/authorize")
+# frontauth's default key prefix; the Redis key statistics look under it.
+FRONTAUTH_PREFIX = "frontauth:"
+
+
+@attrs.define
+class Running:
+    """A started target: its server and, for frontauth on Redis, the Redis server."""
+
+    server: ServerProcess
+    redis: RedisServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        if self.redis is not None:
+            await self.redis.stop()
+
+
+@attrs.frozen
+class Target:
+    """One server set-up under test.
+
+    Attributes:
+        key: short name used on the command line and in the tables.
+        label: what the tables call it.
+        scenarios: the load scenarios it takes part in ("flow", "refresh").
+        endpoints: paths the load driver calls.
+        peer: whether it is a peer (installed by ``--peers``) rather than frontauth.
+    """
+
+    key: str
+    label: str
+    scenarios: tuple[str, ...]
+    endpoints: Endpoints
+    peer: bool
+    launcher: typing.Callable[[str, dict[str, str]], typing.Awaitable[Running]] = attrs.field(repr=False)
+
+    async def start(self, workdir: str, sign_key: dict[str, str]) -> Running:
+        return await self.launcher(workdir, sign_key)
+
+
+def _frontauth(storage: str, uvloop: bool = False) -> typing.Callable[[str, dict[str, str]], typing.Awaitable[Running]]:
+    async def launch(workdir: str, sign_key: dict[str, str]) -> Running:
+        redis = None
+        url = "memory://"
+        if storage == "redis":
+            redis = RedisServer(workdir)
+            await redis.start()
+            url = redis.url
+        server = frontauth_server(workdir, storage_url=url, sign_key=sign_key, uvloop=uvloop)
+        try:
+            await server.start()
+        except BaseException:
+            if redis is not None:
+                await redis.stop()
+            raise
+        return Running(server, redis)
+
+    return launch
+
+
+async def _launch_oidc_provider(workdir: str, sign_key: dict[str, str]) -> Running:
+    script = install.ensure_oidc_provider()
+    port = free_port()
+    env = {**os.environ, "NODE_ENV": "production"}
+    server = ServerProcess("oidc-provider", ["node", script, str(port)], port=port,
+                           ready_path="/.well-known/openid-configuration",
+                           log_path=os.path.join(workdir, "server.log"), cwd=os.path.dirname(script), env=env)
+    await server.start()
+    return Running(server)
+
+
+async def _launch_fastmcp(workdir: str, sign_key: dict[str, str]) -> Running:
+    python = install.ensure_fastmcp()
+    port = free_port()
+    script = os.path.join(install.PEERS_DIR, "fastmcp_server.py")
+    server = ServerProcess("fastmcp", [python, script, str(port)], port=port,
+                           ready_path="/.well-known/oauth-authorization-server",
+                           log_path=os.path.join(workdir, "server.log"), cwd=workdir)
+    await server.start()
+    return Running(server)
+
+
+async def _launch_bare(workdir: str, sign_key: dict[str, str]) -> Running:
+    port = free_port()
+    script = os.path.join(install.PEERS_DIR, "bare_token.py")
+    server = ServerProcess("bare aiohttp", [sys.executable, script, str(port)], port=port, ready_path="/healthz",
+                           log_path=os.path.join(workdir, "server.log"), cwd=workdir)
+    await server.start()
+    return Running(server)
+
+
+BOTH = ("flow", "refresh")
+
+TARGETS: dict[str, Target] = {
+    target.key: target
+    for target in (
+        Target("frontauth-memory", "frontauth, memory driver", BOTH, FRONTAUTH_ENDPOINTS, False, _frontauth("memory")),
+        Target("frontauth-redis", "frontauth, Redis driver", BOTH, FRONTAUTH_ENDPOINTS, False, _frontauth("redis")),
+        Target("frontauth-memory-uvloop", "frontauth, memory driver, uvloop policy set by the benchmark", BOTH,
+               FRONTAUTH_ENDPOINTS, False, _frontauth("memory", uvloop=True)),
+        Target("oidc-provider", "node-oidc-provider, in-memory adapter", BOTH,
+               # A "web" client: the library always asks a "native" client for consent
+               # again, which would leave no steady state to measure.
+               Endpoints(token="/token", register="/reg", authorize="/auth"),
+               True, _launch_oidc_provider),
+        Target("fastmcp", "FastMCP in-memory OAuth provider, uvicorn + uvloop", BOTH,
+               Endpoints(token="/token", register="/register", authorize="/authorize", register_extra={"scope": "mcp"}),
+               True, _launch_fastmcp),
+        Target("bare-aiohttp", "bare aiohttp handler: parse form, sign ES256 JWT", ("refresh",),
+               Endpoints(token="/token"), True, _launch_bare),
+    )
+}
+
+FRONTAUTH_DEFAULT = ("frontauth-memory", "frontauth-redis")
+PEERS_DEFAULT = ("oidc-provider", "fastmcp", "bare-aiohttp")
