@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.oauth_flow import exchange, get_code, register
+from tests.oauth_checks import ISSUER, introspect, settings, start_app, start_authorization  # noqa: F401 (settings is a fixture)
+from tests.oauth_flow import (
+    REDIRECT_URI,
+    approve,
+    authorize_params,
+    exchange,
+    get_code,
+    new_pkce,
+    query_of,
+    refresh,
+    register,
+    sign_in,
+)
 
 
 async def test_code_flow_issues_signed_tokens(http):
@@ -57,3 +70,179 @@ async def test_concurrent_redemptions_one_succeeds(http):
     statuses = sorted(r.status for r in responses)
     assert statuses.count(200) == 1
     assert statuses.count(400) == 49
+
+
+async def error_of(response) -> tuple[int, str, str]:
+    body = await response.json()
+    return response.status, body["error"], body["error_description"]
+
+
+async def test_replayed_code_revokes_rotated_tokens(http):
+    client = await register(http)
+    code, verifier, _ = await get_code(http, client)
+    first = await (await exchange(http, client, code, verifier)).json()
+    rotated = await (await refresh(http, client, first["refresh_token"])).json()
+    await exchange(http, client, code, verifier)
+    status, error, description = await error_of(await refresh(http, client, rotated["refresh_token"]))
+    assert status == 400
+    assert error == "invalid_grant"
+    assert description == "the refresh token was revoked"
+    assert await introspect(http, client, rotated["access_token"]) == {"active": False}
+
+
+async def test_wrong_verifier_rejected(http):
+    client = await register(http)
+    code, _, _ = await get_code(http, client)
+    other_verifier, _ = new_pkce()
+    status, error, description = await error_of(await exchange(http, client, code, other_verifier))
+    assert status == 400
+    assert error == "invalid_grant"
+    assert description == "code_verifier does not match the code_challenge"
+
+
+async def test_wrong_verifier_keeps_code(http):
+    client = await register(http)
+    code, verifier, _ = await get_code(http, client)
+    other_verifier, _ = new_pkce()
+    await exchange(http, client, code, other_verifier)
+    response = await exchange(http, client, code, verifier)
+    assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize(
+    "verifier",
+    [
+        pytest.param("a" * 42, id="too-short"),
+        pytest.param("a" * 129, id="too-long"),
+        pytest.param("a" * 42 + "+", id="not-unreserved"),
+        pytest.param("a" * 42 + "é", id="not-ascii"),
+    ],
+)
+async def test_malformed_verifier_rejected(http, verifier):
+    client = await register(http)
+    code, _, _ = await get_code(http, client)
+    status, error, description = await error_of(await exchange(http, client, code, verifier))
+    assert status == 400
+    assert error == "invalid_grant"
+    assert description == "code_verifier must be 43 to 128 unreserved characters"
+
+
+@pytest.mark.parametrize("verifier", [pytest.param(None, id="missing"), pytest.param("", id="empty")])
+async def test_missing_verifier_rejected(http, verifier):
+    client = await register(http)
+    code, _, _ = await get_code(http, client)
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": client.redirect_uri,
+            "client_id": client.client_id}
+    if verifier is not None:
+        form["code_verifier"] = verifier
+    status, error, description = await error_of(await http.post("/oauth/token", data=form))
+    assert status == 400
+    assert error == "invalid_request"
+    assert description == "code_verifier is required (PKCE, RFC 7636)"
+
+
+async def test_expired_code_rejected(aiohttp_client, make_settings):
+    http = await start_app(aiohttp_client, make_settings("[tokens]\ncode_ttl = 1\n"))
+    client = await register(http)
+    code, verifier, _ = await get_code(http, client)
+    await asyncio.sleep(1.1)
+    status, error, description = await error_of(await exchange(http, client, code, verifier))
+    assert status == 400
+    assert error == "invalid_grant"
+    assert description == "the code is invalid or expired"
+
+
+async def test_unknown_code_rejected(http):
+    client = await register(http)
+    verifier, _ = new_pkce()
+    status, error, description = await error_of(await exchange(http, client, "not-a-code", verifier))
+    assert status == 400
+    assert error == "invalid_grant"
+    assert description == "the code is invalid or expired"
+
+
+async def test_missing_code_rejected(http):
+    client = await register(http)
+    verifier, _ = new_pkce()
+    status, error, description = await error_of(await exchange(http, client, "", verifier))
+    assert status == 400
+    assert error == "invalid_request"
+    assert description == "code is required"
+
+
+async def test_code_of_other_client_rejected(http):
+    client = await register(http)
+    attacker = await register(http)
+    code, verifier, _ = await get_code(http, client)
+    status, error, description = await error_of(await exchange(http, attacker, code, verifier))
+    assert status == 400
+    assert error == "invalid_grant"
+    assert description == "the code was issued to another client"
+
+
+async def test_code_of_other_client_still_redeemable(http):
+    client = await register(http)
+    attacker = await register(http)
+    code, verifier, _ = await get_code(http, client)
+    await exchange(http, attacker, code, verifier)
+    response = await exchange(http, client, code, verifier)
+    assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        pytest.param("http://127.0.0.1:33418/other", id="other-path"),
+        pytest.param("http://127.0.0.1:50123/callback", id="other-port"),
+        pytest.param("https://127.0.0.1:33418/callback", id="https-for-http"),
+        pytest.param(REDIRECT_URI + "?x=1", id="extra-query"),
+    ],
+)
+async def test_redirect_uri_mismatch_rejected(http, redirect_uri):
+    client = await register(http)
+    code, verifier, _ = await get_code(http, client)
+    status, error, description = await error_of(await exchange(http, client, code, verifier, redirect_uri=redirect_uri))
+    assert status == 400
+    assert error == "invalid_grant"
+    assert description == "redirect_uri does not match the authorization request"
+
+
+async def test_missing_redirect_uri_rejected(http):
+    client = await register(http)
+    code, verifier, _ = await get_code(http, client)
+    form = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier, "client_id": client.client_id}
+    status, error, description = await error_of(await http.post("/oauth/token", data=form))
+    assert status == 400
+    assert error == "invalid_request"
+    assert description == "redirect_uri is required: the authorization request included it"
+
+
+async def test_redirect_uri_optional_when_authorization_omitted_it(http):
+    client = await register(http)
+    verifier, challenge = new_pkce()
+    params = authorize_params(client, challenge)
+    del params["redirect_uri"]
+    location = await start_authorization(http, params)
+    location = await approve(http, await sign_in(http, location))
+    code = query_of(location)["code"]
+    form = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier, "client_id": client.client_id}
+    response = await http.post("/oauth/token", data=form)
+    assert response.status == 200, await response.text()
+
+
+async def test_resource_mismatch_rejected(http):
+    client = await register(http)
+    code, verifier, _ = await get_code(http, client)
+    response = await exchange(http, client, code, verifier, resource="https://other.example/mcp")
+    status, error, description = await error_of(response)
+    assert status == 400
+    assert error == "invalid_target"
+    assert description == "resource does not match the authorization request"
+
+
+async def test_matching_resource_accepted(http):
+    client = await register(http)
+    code, verifier, _ = await get_code(http, client, resource=ISSUER + "/mcp")
+    response = await exchange(http, client, code, verifier, resource=ISSUER + "/mcp")
+    assert response.status == 200, await response.text()
+    assert (await introspect(http, client, (await response.json())["access_token"]))["aud"] == ISSUER + "/mcp"
