@@ -1,0 +1,467 @@
+"""The sign-in and consent pages: CSRF, browser binding, single use, denial and remembered consent."""
+
+from __future__ import annotations
+
+import html.parser
+import urllib.parse
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from frontauth.users import add_user
+from tests.oauth_checks import (  # noqa: F401 (settings, unlimited_settings and unlimited are fixtures)
+    ISSUER,
+    cookie_header,
+    error_page,
+    page_form,
+    settings,
+    split_redirect,
+    start_app,
+    start_authorization,
+    unlimited,
+    unlimited_settings,
+)
+from tests.oauth_flow import (
+    REDIRECT_URI,
+    approve,
+    authorize_params,
+    exchange,
+    get_code,
+    new_pkce,
+    query_of,
+    register,
+    sign_in,
+)
+from tests.odd_requests import FORM_KINDS, form_requests, query_requests, server_errors
+
+TWO_SCOPES = '[scopes]\nmcp = "Use the tools"\nfiles = "Read your files"\n'
+EXPIRED_FORM = "The form was not sent from this sign-in page. Return to the application and start again."
+EXPIRED_LINK = "The authorization request expired or was already completed. Return to the application and start again."
+OTHER_BROWSER = "Start the sign-in again from the application, in this browser."
+
+
+async def begin(http, client, **extra: str) -> tuple[str, dict[str, str]]:
+    """Start an authorization request; return the page Location and the request parameters."""
+    _, challenge = new_pkce()
+    params = authorize_params(client, challenge, **extra)
+    return await start_authorization(http, params), params
+
+
+async def post_form(http, path: str, fields: dict[str, str]):
+    return await http.post(path, data=fields, allow_redirects=False)
+
+
+async def at_consent(http, client, **extra: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Sign in; return the consent Location, its form fields and the request parameters."""
+    location, params = await begin(http, client, **extra)
+    consent = await sign_in(http, location)
+    assert urllib.parse.urlsplit(consent).path == "/oauth/consent"
+    return consent, await page_form(http, consent), params
+
+
+async def check_error_page(response, status: int, title: str, description: str) -> None:
+    assert response.status == status
+    assert "Location" not in response.headers
+    assert response.content_type == "text/html"
+    page = error_page(await response.text())
+    assert page["title"] == title
+    assert page["description"] == description
+
+
+def session_cookie_set(response) -> bool:
+    return "frontauth_session" in response.cookies
+
+
+@pytest.fixture
+async def other_browser(http):
+    """A second browser (its own cookie jar) on the same server."""
+    browser = TestClient(http.server)
+    yield browser
+    await browser.session.close()
+
+
+# --- CSRF ------------------------------------------------------------------------
+
+
+async def test_sign_in_without_csrf_rejected(http):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    del fields["csrf_token"]
+    fields["username"] = "alice@example.com"
+    response = await post_form(http, "/oauth/login", fields)
+    await check_error_page(response, 403, "This form has expired", EXPIRED_FORM)
+    assert not session_cookie_set(response)
+
+
+async def test_sign_in_without_csrf_starts_no_session(http):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    fields.update(csrf_token="", username="alice@example.com")
+    await post_form(http, "/oauth/login", fields)
+    again, _ = await begin(http, client)
+    assert urllib.parse.urlsplit(again).path == "/oauth/login"
+
+
+async def test_sign_in_with_other_pending_csrf_rejected(http):
+    client = await register(http)
+    first, _ = await begin(http, client)
+    second, _ = await begin(http, client)
+    fields = await page_form(http, first)
+    fields["csrf_token"] = (await page_form(http, second))["csrf_token"]
+    fields["username"] = "alice@example.com"
+    response = await post_form(http, "/oauth/login", fields)
+    await check_error_page(response, 403, "This form has expired", EXPIRED_FORM)
+
+
+async def test_sign_in_with_consent_csrf_rejected(http):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    login_fields = await page_form(http, location)
+    consent = await sign_in(http, location)
+    login_fields["csrf_token"] = (await page_form(http, consent))["csrf_token"]
+    login_fields["username"] = "mallory@example.com"
+    response = await post_form(http, "/oauth/login", login_fields)
+    await check_error_page(response, 403, "This form has expired", EXPIRED_FORM)
+
+
+async def test_consent_without_csrf_rejected(http):
+    client = await register(http)
+    _, fields, _ = await at_consent(http, client)
+    del fields["csrf_token"]
+    response = await post_form(http, "/oauth/consent", {**fields, "decision": "approve"})
+    await check_error_page(response, 403, "This form has expired", EXPIRED_FORM)
+
+
+async def test_consent_with_other_pending_csrf_rejected(http):
+    client = await register(http)
+    _, first, _ = await at_consent(http, client, scope="mcp")
+    # Signed in now, but consent is not yet remembered: the second request shows the page too.
+    second_location, _ = await begin(http, client)
+    second = await page_form(http, second_location)
+    response = await post_form(http, "/oauth/consent", {**first, "csrf_token": second["csrf_token"], "decision": "approve"})
+    await check_error_page(response, 403, "This form has expired", EXPIRED_FORM)
+
+
+async def test_consent_with_login_csrf_rejected(http):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    login_fields = await page_form(http, location)
+    consent = await sign_in(http, location)
+    fields = await page_form(http, consent)
+    response = await post_form(http, "/oauth/consent", {**fields, "csrf_token": login_fields["csrf_token"], "decision": "approve"})
+    await check_error_page(response, 403, "This form has expired", EXPIRED_FORM)
+
+
+async def test_rejected_consent_keeps_pending(http):
+    client = await register(http)
+    consent, fields, params = await at_consent(http, client)
+    await post_form(http, "/oauth/consent", {**fields, "csrf_token": "forged", "decision": "approve"})
+    location = await approve(http, consent)
+    assert query_of(location)["state"] == params["state"]
+
+
+# --- single use ------------------------------------------------------------------
+
+
+async def test_sign_in_after_pending_used_rejected(http):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    await approve(http, await sign_in(http, location))
+    response = await post_form(http, "/oauth/login", {**fields, "username": "alice@example.com"})
+    await check_error_page(response, 400, "This sign-in link has expired", EXPIRED_LINK)
+
+
+async def test_consent_replayed_after_approval_rejected(http):
+    client = await register(http)
+    _, fields, _ = await at_consent(http, client)
+    first = await post_form(http, "/oauth/consent", {**fields, "decision": "approve"})
+    assert first.status == 302
+    replay = await post_form(http, "/oauth/consent", {**fields, "decision": "approve"})
+    await check_error_page(replay, 400, "This sign-in link has expired", EXPIRED_LINK)
+
+
+async def test_consent_replayed_after_denial_rejected(http):
+    client = await register(http)
+    _, fields, _ = await at_consent(http, client)
+    await post_form(http, "/oauth/consent", {**fields, "decision": "deny"})
+    replay = await post_form(http, "/oauth/consent", {**fields, "decision": "approve"})
+    await check_error_page(replay, 400, "This sign-in link has expired", EXPIRED_LINK)
+
+
+async def test_consent_page_after_approval_rejected(http):
+    client = await register(http)
+    consent, _, _ = await at_consent(http, client)
+    await approve(http, consent)
+    response = await http.get(urllib.parse.urlsplit(consent).path + "?" + urllib.parse.urlsplit(consent).query)
+    await check_error_page(response, 400, "This sign-in link has expired", EXPIRED_LINK)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("", id="missing"),
+        pytest.param("?pending=", id="empty"),
+        pytest.param("?pending=unknown", id="unknown"),
+        pytest.param("?pending=" + "p" * 101, id="too-long"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/oauth/login", "/oauth/consent"])
+async def test_unknown_pending_rejected(http, path, query):
+    response = await http.get(path + query, allow_redirects=False)
+    await check_error_page(response, 400, "This sign-in link has expired", EXPIRED_LINK)
+
+
+# --- decisions -------------------------------------------------------------------
+
+
+async def test_deny_redirects_access_denied(http):
+    client = await register(http)
+    consent, _, params = await at_consent(http, client)
+    location = await approve(http, consent, decision="deny")
+    base, query = split_redirect(location)
+    assert base == REDIRECT_URI
+    assert query["error"] == "access_denied"
+    assert query["error_description"] == "the user denied the request"
+    assert query["state"] == params["state"]
+    assert query["iss"] == ISSUER
+    assert "code" not in query
+
+
+async def test_invalid_decision_rejected(http):
+    client = await register(http)
+    _, fields, _ = await at_consent(http, client)
+    response = await post_form(http, "/oauth/consent", {**fields, "decision": "maybe"})
+    await check_error_page(response, 400, "Invalid decision", "Choose Approve or Deny.")
+
+
+async def test_invalid_decision_keeps_pending(http):
+    client = await register(http)
+    consent, fields, params = await at_consent(http, client)
+    await post_form(http, "/oauth/consent", {**fields, "decision": "maybe"})
+    location = await approve(http, consent)
+    assert query_of(location)["state"] == params["state"]
+
+
+# --- browser binding -------------------------------------------------------------
+
+
+async def test_other_browser_cannot_open_sign_in(http, other_browser):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    response = await other_browser.get(urllib.parse.urlsplit(location).path + "?" + urllib.parse.urlsplit(location).query)
+    await check_error_page(response, 403, "This sign-in was started elsewhere", OTHER_BROWSER)
+
+
+async def test_other_browser_cannot_submit_sign_in(http, other_browser):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    response = await post_form(other_browser, "/oauth/login", {**fields, "username": "mallory@example.com"})
+    await check_error_page(response, 403, "This sign-in was started elsewhere", OTHER_BROWSER)
+    assert not session_cookie_set(response)
+
+
+async def test_other_browser_with_own_flow_cannot_submit_consent(http, other_browser):
+    client = await register(http)
+    _, fields, _ = await at_consent(http, client)
+    # The other browser signs in on its own flow, so it has a session and a browser cookie.
+    await at_consent(other_browser, client)
+    response = await post_form(other_browser, "/oauth/consent", {**fields, "decision": "approve"})
+    await check_error_page(response, 403, "This sign-in was started elsewhere", OTHER_BROWSER)
+
+
+async def test_other_browser_cannot_open_consent(http, other_browser):
+    client = await register(http)
+    consent, _, _ = await at_consent(http, client)
+    parts = urllib.parse.urlsplit(consent)
+    response = await other_browser.get(parts.path + "?" + parts.query, allow_redirects=False)
+    await check_error_page(response, 403, "This sign-in was started elsewhere", OTHER_BROWSER)
+
+
+# --- remembered consent ----------------------------------------------------------
+
+
+async def test_remembered_consent_skips_page(http):
+    client = await register(http)
+    await get_code(http, client)
+    verifier, challenge = new_pkce()
+    params = authorize_params(client, challenge)
+    response = await http.get("/oauth/authorize", params=params, allow_redirects=False)
+    assert response.status == 302
+    base, query = split_redirect(response.headers["Location"])
+    assert base == REDIRECT_URI
+    assert query["state"] == params["state"]
+    assert query["iss"] == ISSUER
+    token = await exchange(http, client, query["code"], verifier)
+    assert token.status == 200, await token.text()
+
+
+class ScopeListParser(html.parser.HTMLParser):
+    """Collects the scope names on the consent page and whether each is marked new."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scopes: dict[str, bool] = {}
+        self._in_list = False
+        self._in_code = False
+        self._current: str | None = None
+
+    def handle_starttag(self, tag: str, attrs_list: list[tuple[str, str | None]]) -> None:
+        classes = (dict(attrs_list).get("class") or "").split()
+        if tag == "ul" and "scopes" in classes:
+            self._in_list = True
+        elif self._in_list and tag == "code":
+            self._in_code = True
+        elif self._in_list and tag == "span" and "new" in classes and self._current:
+            self.scopes[self._current] = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "ul":
+            self._in_list = False
+        elif tag == "code":
+            self._in_code = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_code:
+            self._current = data.strip()
+            self.scopes[self._current] = False
+
+
+async def test_new_scope_shows_consent_again(aiohttp_client, make_settings):
+    http = await start_app(aiohttp_client, make_settings(TWO_SCOPES))
+    client = await register(http)
+    await get_code(http, client, scope="mcp")
+    location, _ = await begin(http, client, scope="mcp files")
+    assert urllib.parse.urlsplit(location).path == "/oauth/consent"
+    page = await http.get(urllib.parse.urlsplit(location).path + "?" + urllib.parse.urlsplit(location).query)
+    parser = ScopeListParser()
+    parser.feed(await page.text())
+    assert parser.scopes == {"mcp": False, "files": True}
+
+
+async def test_widened_consent_remembered(aiohttp_client, make_settings):
+    http = await start_app(aiohttp_client, make_settings(TWO_SCOPES))
+    client = await register(http)
+    await get_code(http, client, scope="mcp")
+    await get_code(http, client, scope="mcp files")
+    location, _ = await begin(http, client, scope="files")
+    assert location.startswith(REDIRECT_URI)
+
+
+async def test_consent_per_client(http):
+    client = await register(http)
+    other = await register(http)
+    await get_code(http, client)
+    location, _ = await begin(http, other)
+    assert urllib.parse.urlsplit(location).path == "/oauth/consent"
+
+
+async def test_prompt_consent_shows_page(http):
+    client = await register(http)
+    await get_code(http, client)
+    location, _ = await begin(http, client, prompt="consent")
+    assert urllib.parse.urlsplit(location).path == "/oauth/consent"
+
+
+async def test_prompt_login_shows_sign_in(http):
+    client = await register(http)
+    await get_code(http, client)
+    location, _ = await begin(http, client, prompt="login")
+    assert urllib.parse.urlsplit(location).path == "/oauth/login"
+
+
+async def test_consent_disabled_skips_page(aiohttp_client, make_settings):
+    http = await start_app(aiohttp_client, make_settings("[consent]\nenabled = false\n"))
+    client = await register(http)
+    location, params = await begin(http, client)
+    redirect = await sign_in(http, location)
+    base, query = split_redirect(redirect)
+    assert base == REDIRECT_URI
+    assert query["state"] == params["state"]
+    assert "code" in query
+
+
+async def test_consent_not_remembered_when_disabled(aiohttp_client, make_settings):
+    http = await start_app(aiohttp_client, make_settings("[consent]\nremember = false\n"))
+    client = await register(http)
+    await get_code(http, client)
+    location, _ = await begin(http, client)
+    assert urllib.parse.urlsplit(location).path == "/oauth/consent"
+
+
+# --- the pages themselves ----------------------------------------------------------
+
+
+async def test_consent_without_session_redirects_to_sign_in(http):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    pending = query_of(location)["pending"]
+    response = await http.get(f"/oauth/consent?pending={pending}", allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"] == f"{ISSUER}/oauth/login?pending={pending}"
+
+
+async def test_failed_development_sign_in_shows_form(http):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    response = await post_form(http, "/oauth/login", {**fields, "username": "not-an-address"})
+    assert response.status == 401
+    assert "Enter a valid e-mail address." in await response.text()
+    assert not session_cookie_set(response)
+
+
+async def test_wrong_password_rejected(aiohttp_client, make_settings, tmp_path):
+    users = tmp_path / "users.toml"
+    add_user(str(users), "alice", "right password")
+    http = await start_app(aiohttp_client, make_settings(f'[login]\nusers_file = "{users}"\n'))
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    response = await post_form(http, "/oauth/login", {**fields, "username": "alice", "password": "wrong"})
+    assert response.status == 401
+    assert "The user name or password is incorrect." in await response.text()
+    signed_in = await post_form(http, "/oauth/login", {**fields, "username": "alice", "password": "right password"})
+    assert signed_in.status == 303
+
+
+async def test_client_name_escaped_on_consent(http):
+    client = await register(http, client_name='<script>alert("x")</script>')
+    consent, _, _ = await at_consent(http, client)
+    parts = urllib.parse.urlsplit(consent)
+    text = await (await http.get(parts.path + "?" + parts.query)).text()
+    assert "<script>" not in text
+    assert "&lt;script&gt;" in text
+
+
+async def test_pages_carry_security_headers(http):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    parts = urllib.parse.urlsplit(location)
+    response = await http.get(parts.path + "?" + parts.query)
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert "form-action 'self' http://127.0.0.1:33418;" in response.headers["Content-Security-Policy"]
+
+
+# --- no input makes the pages fail ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", FORM_KINDS)
+async def test_odd_input_no_server_error(unlimited, kind):
+    client = await register(unlimited)
+    location, _ = await begin(unlimited, client)
+    login = {**await page_form(unlimited, location), "username": "alice@example.com"}
+    consent_location = await sign_in(unlimited, location)
+    consent = {**await page_form(unlimited, consent_location), "decision": "approve"}
+    cookies = ((b"Cookie", cookie_header(unlimited)),)
+    requests = []
+    for path, fields in ((b"/oauth/login", login), (b"/oauth/consent", consent)):
+        requests += form_requests(path, [fields], client.client_id, cookies)[kind]
+        if kind == "parameter-values":
+            requests += query_requests(path, {"pending": fields["pending"]}, client.client_id, cookies)[kind]
+    assert await server_errors(unlimited, requests) == []
