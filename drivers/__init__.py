@@ -22,6 +22,7 @@ DRIVERS: dict[str, tuple[str, str]] = {
     "rediss": ("frontauth.drivers.redis", "open_redis"),
     "redis+cluster": ("frontauth.drivers.redis_cluster", "open_redis_cluster"),
     "rediss+cluster": ("frontauth.drivers.redis_cluster", "open_redis_cluster"),
+    "sqlite": ("frontauth.drivers.sqlite", "open_sqlite"),
 }
 
 

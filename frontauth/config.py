@@ -89,10 +89,14 @@ class ServerSettings:
 
 @attrs.frozen
 class StorageSettings:
-    url: str = _help("Storage driver URL: memory://, redis://, rediss://, redis+cluster://.", default="memory://")
+    url: str = _help(
+        "Storage driver URL: memory://, redis://, rediss://, redis+cluster://, rediss+cluster://, "
+        "sqlite:///relative/path.db or sqlite:////absolute/path.db.",
+        default="memory://",
+    )
     prefix: str = _help("Prefix of every key the driver writes.", default="frontauth:")
     cleanup_interval: float = _help(
-        "Seconds between sweeps of expired records (memory driver); 0 turns it off.", default=60.0
+        "Seconds between sweeps of expired records (memory and SQLite drivers); 0 turns it off.", default=60.0
     )
     pool_size: int = _help("Maximum connections per Redis node.", default=50)
     connect_timeout: float = _help("Seconds to wait for a Redis connection.", default=5.0)
@@ -113,6 +117,9 @@ class StorageSettings:
     )
     startup_wait: float = _help(
         "Seconds to keep retrying an unreachable storage at start-up before giving up.", default=0.0
+    )
+    sqlite_busy_timeout: float = _help(
+        "Seconds a SQLite operation waits for another connection's write lock before it fails.", default=5.0
     )
 
 
