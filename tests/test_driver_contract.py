@@ -1,9 +1,10 @@
 """The storage driver contract, run against every driver.
 
-Cases: ``memory`` with a controllable clock, ``redis`` (plain text, ACL user),
-``rediss`` (TLS with a client certificate) and ``rediss+cluster`` (TLS Redis
-Cluster of three primaries and three replicas). The Redis cases run against
-real servers from ``tests/redis_servers.py`` and wait in real time, so their
+Cases: ``memory`` with a controllable clock, ``sqlite`` (a file in the test's
+folder), ``redis`` (plain text, ACL user), ``rediss`` (TLS with a client
+certificate) and ``rediss+cluster`` (TLS Redis Cluster of three primaries and
+three replicas). The Redis cases run against real servers from
+``tests/redis_servers.py``. Every case but memory waits in real time, so the
 TTLs are short.
 """
 
@@ -22,7 +23,7 @@ from frontauth.drivers.memory import MemoryDriver
 from frontauth.storage import Driver, StorageUnavailable, WindowState
 from tests.redis_servers import ACL_PASSWORD, ACL_USER, HOST, PASSWORD
 
-DRIVER_CASES = ["memory", "redis", "rediss", "rediss+cluster"]
+DRIVER_CASES = ["memory", "sqlite", "redis", "rediss", "rediss+cluster"]
 # Fewer connections than the concurrency tests run calls at once, so that
 # calls have to wait for a pooled connection.
 POOL_SIZE = 8
@@ -89,7 +90,11 @@ async def case(request: pytest.FixtureRequest) -> typing.AsyncIterator[DriverCas
         yield DriverCase(driver, advance, prefix, exact_clock=True)
         await driver.close()
         return
-    driver = await open_driver(redis_settings(request.param, request))
+    if request.param == "sqlite":
+        settings = StorageSettings(url=f"sqlite:///{request.getfixturevalue('tmp_path')}/contract.db")
+    else:
+        settings = redis_settings(request.param, request)
+    driver = await open_driver(settings)
     yield DriverCase(driver, asyncio.sleep, prefix, exact_clock=False)
     await driver.close()
 
