@@ -2,9 +2,10 @@
 
 Each load worker owns one :class:`Browser`: its own cookie jar (so its own
 signed-in session at the server), its own registered public client, and one
-keep-alive connection. Set-up runs the first flow through whatever sign-in and
-consent pages the server shows; after that the server remembers the session and
-the consent, and :meth:`Browser.authorize_code` gets the code in one request.
+keep-alive connection. Set-up runs the first flow through the sign-in and
+consent pages that the server shows. After that the server remembers the
+session and the consent, so :meth:`Browser.authorize_code` gets the code in one
+request.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ MAX_SETUP_HOPS = 8
 
 
 class FlowError(Exception):
-    """A step of the flow got an answer other than the one it needs; ``kind`` names the step."""
+    """A step of the flow got an unexpected response; ``kind`` names the step."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"{kind}: {detail}")
@@ -158,7 +159,7 @@ class Browser:
         return query["code"]
 
     async def authorize_code(self) -> tuple[str, str]:
-        """Get a code in the steady state: one request, answered by a redirect to the client.
+        """Get a code in the steady state: one request, whose response redirects to the client.
 
         Returns:
             The code and the PKCE code_verifier that redeems it.

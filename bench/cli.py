@@ -65,13 +65,19 @@ def make_plan(args: argparse.Namespace) -> Plan:
     else:
         keys = list(FRONTAUTH_DEFAULT) + (list(PEERS_DEFAULT) if args.peers else [])
     quick = args.quick
+    warmup = 1.0 if quick else 2.0
+    if args.warmup is not None:
+        warmup = args.warmup
+    window = 3.0 if quick else 8.0
+    if args.window is not None:
+        window = args.window
     profile = args.profile == "yes" or (args.profile == "auto" and py_spy_binary() is not None)
     return Plan(
         targets=tuple(TARGETS[key] for key in keys),
         concurrencies=_int_list(args.concurrency) if args.concurrency else ((16,) if quick else (16, 64)),
         runs=args.runs or (1 if quick else 3),
-        warmup=args.warmup if args.warmup is not None else (1.0 if quick else 2.0),
-        window=args.window if args.window is not None else (3.0 if quick else 8.0),
+        warmup=warmup,
+        window=window,
         max_requests=args.max_requests,
         verification_seconds=1.0 if quick else 3.0,
         verification_pool=1500 if quick else 6000,

@@ -1,10 +1,10 @@
 """The load driver: workers that repeat one operation, a warm-up, then a measured window.
 
-A run starts every worker, lets them go for the warm-up, then measures for a
-fixed window: operations that complete inside the window count, with their
-latencies, and the probes (server CPU and memory, Redis statistics, the
-driver's own CPU) read their values at the window's edges. The run then stops
-every worker. Each run is bounded twice: by time (warm-up plus window, plus at
+A run starts every worker and lets them go for the warm-up, then measures for a
+fixed window. Operations that complete inside the window count, with their
+latencies. The probes (server CPU and memory, Redis statistics, the driver's
+own CPU) read their values at the window's edges. The run then stops every
+worker. Each run is bounded twice: by time (warm-up plus window, plus at
 most one request timeout to drain) and by ``max_requests``, which ends the
 window early if it is reached.
 """
@@ -53,7 +53,7 @@ class Recorder:
     requests: int = 0
     ops: int = 0
     errors: collections.Counter[str] = attrs.field(factory=collections.Counter)
-    # The first message of each kind of error, so that a report can say what failed.
+    # The first message of each kind of error, so that the log shows what failed.
     error_examples: dict[str, str] = attrs.field(factory=dict)
     op_ms: list[float] = attrs.field(factory=list)
     token_ms: list[float] = attrs.field(factory=list)
@@ -80,7 +80,7 @@ Operation = typing.Callable[[Worker, Recorder], typing.Awaitable[None]]
 
 
 async def flow_operation(worker: Worker, recorder: Recorder) -> None:
-    """One steady-state flow: authorize (redirect with code), then redeem the code."""
+    """Run one steady-state flow: authorize (redirect with code), then redeem the code."""
     started = time.perf_counter()
     recorder.count_requests(2)
     code, verifier = await worker.browser.authorize_code()
@@ -91,7 +91,7 @@ async def flow_operation(worker: Worker, recorder: Recorder) -> None:
 
 
 async def refresh_operation(worker: Worker, recorder: Recorder) -> None:
-    """One refresh grant; the worker keeps the rotated refresh token for the next one."""
+    """Run one refresh grant and keep the rotated refresh token for the next one."""
     started = time.perf_counter()
     recorder.count_requests(1)
     tokens = await worker.browser.refresh(worker.refresh_token)
@@ -101,6 +101,7 @@ async def refresh_operation(worker: Worker, recorder: Recorder) -> None:
 
 
 OPERATIONS: dict[str, Operation] = {"flow": flow_operation, "refresh": refresh_operation}
+RATE_UNITS = {"flow": "flows/s", "refresh": "refreshes/s"}
 
 
 async def _recover(worker: Worker, scenario: str) -> None:

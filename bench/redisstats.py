@@ -1,4 +1,4 @@
-"""What frontauth asks of Redis: commands per operation and bytes per stored refresh token.
+"""Redis load that frontauth causes: commands per operation and bytes per stored refresh token.
 
 Commands come from ``INFO commandstats``, reset with ``CONFIG RESETSTAT`` at the
 start of the window. The probe's own CONFIG and INFO calls are left out. Every

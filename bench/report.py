@@ -7,10 +7,9 @@ import statistics
 import time
 
 
-from bench.loadgen import RunResult, Spread, percentile
+from bench.loadgen import RATE_UNITS, RunResult, Spread, percentile
 from bench.runner import CellResult, Outcome
 
-UNIT = {"flow": "flows/s", "refresh": "refreshes/s"}
 MIB = 1024 * 1024
 
 
@@ -40,6 +39,11 @@ def _latency(cell: CellResult, attribute: str, fraction: float) -> Spread:
     return Spread.of(percentile(getattr(run, attribute), fraction) for run in cell.runs)
 
 
+def _cpu_per_op(cell: CellResult) -> list[float]:
+    """Server CPU milliseconds per op, one value per run."""
+    return [run.probes["server"]["cpu_seconds"] * 1000 / run.ops for run in cell.runs if run.ops]
+
+
 def _server(cell: CellResult, field: str) -> list[float]:
     return [float(run.probes["server"][field]) for run in cell.runs if "server" in run.probes]
 
@@ -62,13 +66,13 @@ def _results_table(outcome: Outcome) -> list[str]:
                         + [""] * (len(header) - 4))
             continue
         cpu = _server(cell, "cpu_seconds")
-        per_op = [run.probes["server"]["cpu_seconds"] * 1000 / run.ops for run in cell.runs if run.ops]
+        per_op = _cpu_per_op(cell)
         rss = _server(cell, "peak_rss_bytes")
         errors = sum(sum(run.errors.values()) for run in cell.runs)
         ops = sum(run.ops for run in cell.runs)
         rows.append([
             cell.target.key, cell.scenario, str(cell.concurrency),
-            f"{_spread(_rates(cell))} {UNIT[cell.scenario]}",
+            f"{_spread(_rates(cell))} {RATE_UNITS[cell.scenario]}",
             _spread(_latency(cell, "op_ms", 0.50), 1), _spread(_latency(cell, "op_ms", 0.99), 1),
             _spread(_latency(cell, "token_ms", 0.50), 1), _spread(_latency(cell, "token_ms", 0.99), 1),
             f"{errors} of {errors + ops}",
@@ -98,7 +102,7 @@ def _ratios_table(outcome: Outcome) -> list[str]:
     """frontauth (memory driver) against each other target, per scenario and concurrency."""
     base_key = "frontauth-memory"
     header = ["frontauth-memory / …", "scenario", "conc.", "ops/s ratio", "op p99 ratio (lower is better)",
-              "token p99 ratio (lower is better)"]
+              "token p99 ratio (lower is better)", "server CPU per op ratio (lower is better)"]
     rows = []
     others = [t for t in outcome.plan.targets if t.key != base_key]
     for other in others:
@@ -113,6 +117,7 @@ def _ratios_table(outcome: Outcome) -> list[str]:
                     _ratio(_rates(mine).median, _rates(theirs).median),
                     _ratio(_latency(mine, "op_ms", 0.99).median, _latency(theirs, "op_ms", 0.99).median),
                     _ratio(_latency(mine, "token_ms", 0.99).median, _latency(theirs, "token_ms", 0.99).median),
+                    _ratio(Spread.of(_cpu_per_op(mine)).median, Spread.of(_cpu_per_op(theirs)).median),
                 ])
     return _table(header, rows) if rows else ["No pair of targets to compare."]
 
@@ -192,6 +197,12 @@ def render(outcome: Outcome, versions: dict[str, dict[str, str]], machine: dict[
         "## Results",
         "",
         *_results_table(outcome),
+        "",
+        "Columns: *op* is the whole flow or the refresh request, *token* the token-endpoint request alone. "
+        "*errors* counts failed ops of all runs against all ops. *server CPU s* and *peak RSS* are those of the "
+        "server's processes during one window; *driver CPU s* is the load driver's. *other CPU s* is busy CPU "
+        "time of every other process on the machine (Redis excluded) during the window: above a few tenths of a "
+        "second, something else was competing for the cores.",
         "",
         "## Ratios",
         "",

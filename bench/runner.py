@@ -17,7 +17,7 @@ from bench import verification
 from bench.browser import Browser, FlowError
 from bench.install import CACHE_DIR, PeerUnavailable
 from bench.loopback import worker_address
-from bench.loadgen import Probe, RunResult, Worker, run_window
+from bench.loadgen import RATE_UNITS, Probe, RunResult, Worker, run_window
 from bench.procstat import MachineProbe, ServerProbe
 from bench.profiling import ProfileSummary, PySpyProbe
 from bench.redisstats import MonitorProbe, RedisProbe
@@ -29,7 +29,7 @@ SETUP_CONCURRENCY = 16
 
 @attrs.frozen
 class Plan:
-    """What to run and for how long."""
+    """The targets, concurrencies and durations of one invocation."""
 
     targets: tuple[Target, ...]
     concurrencies: tuple[int, ...]
@@ -58,7 +58,7 @@ class CellResult:
 
 @attrs.define
 class Outcome:
-    """Everything one invocation measured."""
+    """The results of one invocation, and what it could not measure."""
 
     plan: Plan
     cells: list[CellResult] = attrs.field(factory=list)
@@ -117,7 +117,7 @@ async def run_cell(plan: Plan, target: Target, scenario: str, concurrency: int, 
                                       max_requests=plan.max_requests, probes=probes)
             cell.runs.append(result)
             errors = sum(result.errors.values())
-            log(f"  run {index + 1}/{plan.runs}: {result.rate:,.0f} {scenario}s/s, {errors} errors"
+            log(f"  run {index + 1}/{plan.runs}: {result.rate:,.0f} {RATE_UNITS[scenario]}, {errors} errors"
                 + (f" {result.errors}, for example {result.error_examples}" if errors else ""))
         if running.redis is not None and redis_probe is not None:
             cell.refresh_record_bytes = await redis_probe.refresh_token_bytes(FRONTAUTH_PREFIX)

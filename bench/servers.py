@@ -28,8 +28,8 @@ STOP_GRACE = 10.0
 # The Redis that this kind of machine runs for every project listens here; the
 # benchmark must never send its load to it.
 SHARED_REDIS_PORT = 6379
-# Requests per second one client address may send before frontauth's rate
-# limiter answers 429: far above what one load worker sends.
+# Requests per second that one client address may send before frontauth's rate
+# limiter responds 429: far above what one load worker sends.
 RATE_LIMIT_NEVER_REACHED = 1_000_000
 
 
@@ -92,7 +92,7 @@ class ServerProcess:
                             return
                 await asyncio.sleep(0.1)
         await self.stop()
-        raise StartFailed(f"{self.name} did not answer 200 on {url} within {START_TIMEOUT:.0f} s; "
+        raise StartFailed(f"{self.name} did not respond 200 on {url} within {START_TIMEOUT:.0f} s; "
                           f"log {self.log_path}:\n{tail(self.log_path)}")
 
     async def stop(self) -> None:
@@ -136,8 +136,8 @@ def frontauth_config(path: str, *, port: int, storage_url: str, sign_key: dict[s
 
     The rate limiter stays on, so its bookkeeping is part of every measured
     request, but with a 1 s window and a limit it never reaches. Each load
-    worker connects from its own loopback address, so, as with real clients,
-    every window holds one client's requests only.
+    worker connects from its own loopback address, so each window counts the
+    requests of one client, as it would with real clients.
     """
     lines = [
         'profile = "development"',
@@ -210,7 +210,7 @@ class RedisServer(ServerProcess):
         finally:
             await client.aclose()
         await self.stop()
-        raise StartFailed(f"redis-server did not answer PING on port {self.port}; log:\n{tail(self.log_path)}")
+        raise StartFailed(f"redis-server did not respond to PING on port {self.port}; log:\n{tail(self.log_path)}")
 
 
 def redis_version() -> str:

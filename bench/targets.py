@@ -123,8 +123,8 @@ TARGETS: dict[str, Target] = {
         Target("frontauth-memory-uvloop", "frontauth, memory driver, uvloop policy set by the benchmark", BOTH,
                FRONTAUTH_ENDPOINTS, False, _frontauth("memory", uvloop=True)),
         Target("oidc-provider", "node-oidc-provider, in-memory adapter", BOTH,
-               # A "web" client: the library always asks a "native" client for consent
-               # again, which would leave no steady state to measure.
+               # A "web" client: the library requests consent from a "native" client on
+               # every authorization, which would leave no steady state to measure.
                Endpoints(token="/token", register="/reg", authorize="/auth"),
                True, _launch_oidc_provider),
         Target("fastmcp", "FastMCP in-memory OAuth provider, uvicorn + uvloop", BOTH,
