@@ -110,6 +110,7 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (rex.TimeoutError, "timed out"),
     (TimeoutError, "timed out"),
     (rex.ConnectionError, "connection failed"),
+    (rex.RedisClusterUnreachableError, "no cluster node reachable"),
     (rex.RedisClusterException, "cluster client error"),
     (rex.ResponseError, "server rejected the command"),
     (OSError, "connection failed"),
@@ -260,7 +261,9 @@ class RedisCommands:
         # the caller and not an unavailable backend.
         except rex.DataError:
             raise
-        except (rex.RedisError, OSError) as exc:
+        # NOTE: the cluster client's own errors (no node reachable, slot not
+        # covered) derive from RedisClusterException, not from RedisError.
+        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
             raise StorageUnavailable(self.name, operation, describe_error(exc)) from exc
 
     async def get(self, key: str) -> bytes | None:
