@@ -159,14 +159,20 @@ async def _profile(plan: Plan, running: Running, workers: list[Worker], scenario
 
 
 async def run_plan(plan: Plan, sign_key: dict[str, str]) -> Outcome:
+    """Run every cell of the plan, then the verification scenario.
+
+    The targets are the innermost loop, so the cells that a ratio compares run
+    minutes apart at most, and a change in load from other processes on the
+    machine affects them alike.
+    """
     outcome = Outcome(plan)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = os.path.join(CACHE_DIR, "runs", stamp)
-    for target in plan.targets:
-        if target.key in outcome.unavailable:
-            continue
-        for scenario in target.scenarios:
-            for concurrency in plan.concurrencies:
+    for scenario in ("flow", "refresh"):
+        for concurrency in plan.concurrencies:
+            for target in plan.targets:
+                if scenario not in target.scenarios or target.key in outcome.unavailable:
+                    continue
                 log(f"{target.key}: {scenario} at concurrency {concurrency}")
                 workdir = os.path.join(root, f"{target.key}-{scenario}-c{concurrency}")
                 try:
@@ -174,13 +180,11 @@ async def run_plan(plan: Plan, sign_key: dict[str, str]) -> Outcome:
                 except PeerUnavailable as exc:
                     outcome.unavailable[target.key] = str(exc)
                     log(f"  {target.key} is not available: {exc}")
-                    break
+                    continue
                 except (StartFailed, FlowError, OSError) as exc:
                     cell = CellResult(target, scenario, concurrency, failure=f"{type(exc).__name__}: {exc}")
                     log(f"  failed: {cell.failure}")
                 outcome.cells.append(cell)
-            if target.key in outcome.unavailable:
-                break
     await _verification(plan, sign_key, root, outcome)
     return outcome
 
