@@ -159,6 +159,10 @@ async def _run(settings: config.Settings, keys: signing_keys.SigningKeys) -> int
     except StorageUnavailable as exc:
         print(f"frontauth: storage at storage.url is unreachable: {exc.reason}", file=sys.stderr)
         return 1
+    except config.ConfigError as exc:
+        # The driver checks its URL and TLS files only when it opens.
+        print(f"frontauth: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings, keys=keys, driver=driver)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
