@@ -16,6 +16,8 @@ from frontauth.config import Settings
 from frontauth.drivers import open_driver
 from frontauth.endpoints import authorize, consent, health, introspect, login, metadata, register, revoke, token, userinfo
 from frontauth.keys import SigningKeys
+from frontauth.metrics import METRICS, Metrics, metrics_endpoint, metrics_middleware
+from frontauth.ratelimit import RATE_LIMITER, RateLimiter, ratelimit_middleware
 from frontauth.responses import error_middleware, headers_middleware
 from frontauth.storage import Driver, StorageUnavailable
 
@@ -77,10 +79,16 @@ def create_app(
         keys: signing keys; loaded from settings when None.
         driver: an already open driver (tests); opened from settings when None.
     """
+    # Outermost first: the metrics middleware receives every final status, and
+    # the rate limiter's 429 and storage errors go through the error middleware.
     app = web.Application(
-        middlewares=[headers_middleware, error_middleware],
+        middlewares=[headers_middleware, metrics_middleware, error_middleware, ratelimit_middleware],
         client_max_size=settings.server.max_body_size,
     )
+    if settings.metrics.enabled:
+        app[METRICS] = Metrics()
+        if settings.metrics.port is None:
+            app.router.add_get("/metrics", metrics_endpoint)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("frontauth.templates", "."),
@@ -91,7 +99,16 @@ def create_app(
     async def storage_ctx(app: web.Application) -> typing.AsyncIterator[None]:
         opened = driver or await open_storage(settings)
         app[SERVICES] = services_module.build(settings, opened, keys)
+        if METRICS in app:
+            app[METRICS].declare_storage(opened.name)
+        limiter = None
+        if settings.ratelimit.enabled:
+            limiter = RateLimiter.from_settings(settings, opened)
+            app[RATE_LIMITER] = limiter
+            limiter.start()
         yield
+        if limiter is not None:
+            await limiter.close()
         if driver is None:
             await opened.close()
 

@@ -85,6 +85,15 @@ class ServerSettings:
         default=".frontauth",
     )
     max_body_size: int = _help("Largest accepted request body, in bytes.", default=64 * 1024)
+    trust_proxy: bool = _help(
+        "Take the client address from the last X-Forwarded-For entry (set by the proxy in front); "
+        "leave off when clients connect directly, because they can forge the header.",
+        default=False,
+    )
+    tls_cert: str | None = _help(
+        "Certificate chain (PEM) to serve HTTPS directly; needs tls_key. Unset serves plain HTTP.", default=None
+    )
+    tls_key: str | None = _help("Private key (PEM) of tls_cert.", default=None)
 
 
 @attrs.frozen
@@ -134,6 +143,11 @@ class KeySettings:
         default=(),
     )
     algorithm: str = _help("Algorithm of a generated development key: ES256, RS256 or EdDSA.", default="ES256")
+    rotation_days: int = _help(
+        "Age in days, from the signing JWK's iat member, after which frontauth check reports the key as due "
+        "for rotation.",
+        default=90,
+    )
 
 
 @attrs.frozen
@@ -203,10 +217,60 @@ class ClientSettings:
     scope: str | None = _help("Space-separated scopes the client may request; unset allows all.", default=None)
 
 
+RATE_LIMITED_ENDPOINTS = ("token", "register", "authorize", "login")
+
+
+@attrs.frozen
+class RateLimitSettings:
+    enabled: bool = _help("Limit requests per client address and endpoint (429 with Retry-After).", default=True)
+    window: float = _help("Length of the sliding window, in seconds.", default=60.0)
+    max_requests: int = _help("Requests allowed per client address and endpoint in one window.", default=100)
+    cleanup_interval: float = _help(
+        "Seconds between sweeps of expired windows (memory driver; Redis keys expire by themselves); "
+        "0 turns it off.",
+        default=60.0,
+    )
+    endpoints: tuple[str, ...] = _help(
+        "Endpoints to limit: token (POST /oauth/token), register (POST /oauth/register), "
+        "authorize (GET /oauth/authorize), login (POST /oauth/login).",
+        default=RATE_LIMITED_ENDPOINTS,
+    )
+    token_max_requests: int | None = _help("max_requests for the token endpoint; unset uses max_requests.", default=None)
+    register_max_requests: int | None = _help(
+        "max_requests for the registration endpoint; unset uses max_requests.", default=None
+    )
+    authorize_max_requests: int | None = _help(
+        "max_requests for the authorization endpoint; unset uses max_requests.", default=None
+    )
+    login_max_requests: int | None = _help(
+        "max_requests for sign-in form submissions; unset uses max_requests.", default=None
+    )
+
+    def limit_for(self, endpoint: str) -> int:
+        """Return the number of requests one client address may send to ``endpoint`` per window."""
+        override = getattr(self, f"{endpoint}_max_requests")
+        return self.max_requests if override is None else override
+
+
+@attrs.frozen
+class MetricsSettings:
+    enabled: bool = _help("Serve Prometheus metrics at /metrics.", default=True)
+    host: str = _help("Address of the separate metrics listener (used only when metrics.port is set).", default="127.0.0.1")
+    port: int | None = _help(
+        "Serve /metrics on this port instead of the main listener; unset serves it beside the OAuth endpoints.",
+        default=None,
+    )
+
+
 @attrs.frozen
 class LoggingSettings:
     level: str = _help("Log level: DEBUG, INFO, WARNING or ERROR.", default="INFO")
     format: str = _help("text for terminals, json for log collectors.", default="text")
+    redact: tuple[str, ...] = _help(
+        "More field names whose values are replaced by [redacted] in every log line, besides tokens, codes, "
+        "verifiers, secrets, passwords and cookies.",
+        default=(),
+    )
 
 
 @attrs.frozen
@@ -237,6 +301,8 @@ class Settings:
     consent: ConsentSettings = _help("Consent page.", factory=ConsentSettings)
     registration: RegistrationSettings = _help("Dynamic client registration.", factory=RegistrationSettings)
     clients: tuple[ClientSettings, ...] = _help("Pre-registered clients.", default=())
+    ratelimit: RateLimitSettings = _help("Rate limits per client address.", factory=RateLimitSettings)
+    metrics: MetricsSettings = _help("Prometheus metrics.", factory=MetricsSettings)
     logging: LoggingSettings = _help("Log output.", factory=LoggingSettings)
     # setting path -> where its value came from; filled by load()
     sources: dict[str, str] = attrs.field(factory=dict, repr=False, eq=False)
@@ -246,7 +312,8 @@ class Settings:
         """The issuer identifier: public_url without a trailing slash."""
         if self.public_url:
             return self.public_url.rstrip("/")
-        return f"http://{_url_host(self.server.host)}:{self.server.port}"
+        scheme = "https" if self.server.tls_cert else "http"
+        return f"{scheme}://{_url_host(self.server.host)}:{self.server.port}"
 
     @property
     def audiences(self) -> tuple[str, ...]:
@@ -589,7 +656,63 @@ def validate(settings: Settings) -> None:
             _fail(settings, "keys.sign_key", f"a signing key is required in the {settings.profile} profile (JWT_SIGNING_KEY)")
         if not (settings.login.users_file or settings.login.authenticate):
             _fail(settings, "login.users_file", f"set login.users_file or login.authenticate in the {settings.profile} profile")
+    _check_transport(settings)
+    _check_ratelimit(settings)
+    _check_metrics(settings)
+    if settings.keys.rotation_days < 1:
+        _fail(settings, "keys.rotation_days", f"expected at least 1 day, got {settings.keys.rotation_days}")
+    for i, name in enumerate(settings.logging.redact):
+        if not name or not all(c.isalnum() or c in "_-." for c in name):
+            _fail(settings, f"logging.redact[{i}]", f"expected a field name of letters, digits, '_', '-' or '.', got {name!r}")
     _check_clients(settings)
+
+
+def _check_transport(settings: Settings) -> None:
+    """Check the TLS files and, outside development, that the issuer is not plain HTTP."""
+    from frontauth.clients import is_loopback_host
+
+    if (settings.server.tls_cert is None) != (settings.server.tls_key is None):
+        missing = "server.tls_key" if settings.server.tls_key is None else "server.tls_cert"
+        _fail(settings, missing, "server.tls_cert and server.tls_key must be set together")
+    parts = urllib.parse.urlsplit(settings.issuer)
+    # SECURITY: codes, tokens and passwords cross these endpoints; outside
+    # development only a loopback address may serve them without TLS.
+    if settings.profile != "development" and parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        _fail(
+            settings,
+            "public_url",
+            f"an http public URL is refused in the {settings.profile} profile unless its host is loopback; "
+            f"use https (got {settings.issuer!r})",
+        )
+
+
+def _check_ratelimit(settings: Settings) -> None:
+    limits = settings.ratelimit
+    if limits.window <= 0:
+        _fail(settings, "ratelimit.window", f"expected a positive number of seconds, got {limits.window}")
+    if limits.cleanup_interval < 0:
+        _fail(settings, "ratelimit.cleanup_interval", f"expected 0 (off) or more seconds, got {limits.cleanup_interval}")
+    for i, endpoint in enumerate(limits.endpoints):
+        if endpoint not in RATE_LIMITED_ENDPOINTS:
+            _fail(
+                settings,
+                f"ratelimit.endpoints[{i}]",
+                f"expected one of {', '.join(RATE_LIMITED_ENDPOINTS)}, got {endpoint!r}",
+            )
+    overrides = {f"{endpoint}_max_requests": getattr(limits, f"{endpoint}_max_requests") for endpoint in RATE_LIMITED_ENDPOINTS}
+    for name, value in {"max_requests": limits.max_requests, **overrides}.items():
+        if value is not None and value < 1:
+            _fail(settings, f"ratelimit.{name}", f"expected at least 1 request, got {value}")
+
+
+def _check_metrics(settings: Settings) -> None:
+    port = settings.metrics.port
+    if port is None:
+        return
+    if not 0 < port < 65536:
+        _fail(settings, "metrics.port", f"expected a port between 1 and 65535, got {port}")
+    if port == settings.server.port:
+        _fail(settings, "metrics.port", f"must differ from server.port ({port}); unset it to serve /metrics on the main listener")
 
 
 def _check_http_url(settings: Settings, path: str, url: str) -> None:

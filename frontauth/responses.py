@@ -19,6 +19,7 @@ from aiohttp import web
 
 from frontauth import errors
 from frontauth.appkeys import SERVICES
+from frontauth.metrics import METRICS
 from frontauth.storage import StorageUnavailable
 
 logger = logging.getLogger("frontauth.oauth")
@@ -92,13 +93,18 @@ def _log_rejection(request: web.Request, error: errors.OAuthError) -> None:
 @web.middleware
 async def error_middleware(request: web.Request, handler: typing.Callable[..., typing.Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Render every OAuthError, storage outage and unexpected exception."""
+    metrics = request.app.get(METRICS)
     try:
         return await handler(request)
     except errors.OAuthError as error:
         _log_rejection(request, error)
+        if metrics is not None:
+            metrics.count_auth_failure(request, error.error)
         return render_error(request, error)
     except StorageUnavailable as exc:
         logger.error("storage unavailable on %s %s: %s", request.method, request.path, exc)
+        if metrics is not None:
+            metrics.count_storage_error(exc)
         error = errors.TemporarilyUnavailable(
             "storage is temporarily unavailable; retry later", headers={"Retry-After": RETRY_AFTER_STORAGE}
         )

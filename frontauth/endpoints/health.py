@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from frontauth.appkeys import SERVICES
+from frontauth.metrics import request_metrics
 from frontauth.storage import StorageUnavailable
 
 
@@ -18,6 +19,9 @@ async def readyz(request: web.Request) -> web.Response:
     driver = request.app[SERVICES].driver
     try:
         await driver.ping()
-    except StorageUnavailable:
+    except StorageUnavailable as exc:
+        metrics = request_metrics(request)
+        if metrics is not None:
+            metrics.count_storage_error(exc)
         return web.json_response({"status": "unavailable", "storage": driver.name}, status=503, headers={"Retry-After": "2"})
     return web.json_response({"status": "ok", "storage": driver.name})

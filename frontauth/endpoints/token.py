@@ -14,6 +14,7 @@ from aiohttp import web
 from frontauth.appkeys import SERVICES
 from frontauth.errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
 from frontauth.grants import authorization_code, refresh_token
+from frontauth.metrics import GRANT_TYPE
 from frontauth.params import form_params
 from frontauth.responses import CLIENT_ID, json_response
 
@@ -38,6 +39,7 @@ async def token(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     form, _ = await form_params(request)
     grant = check_grant_type(form)
+    request[GRANT_TYPE] = grant.GRANT_TYPE
     client = await services.clients.authenticate(form, request.headers.get("Authorization"))
     request[CLIENT_ID] = client.client_id
     if grant.GRANT_TYPE not in client.grant_types:

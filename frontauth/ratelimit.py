@@ -1,0 +1,250 @@
+"""Rate limiting: a sliding window per key, kept in the storage driver.
+
+Each rule has a window (seconds) and a maximum number of requests in it. A key
+names who is counted, by default the endpoint and the client address. The
+counts live in the storage driver (``Driver.hit``), so every instance that
+shares a Redis also shares the budget. A rejected request is not recorded, so a
+client that keeps knocking does not extend its own lockout.
+
+The middleware applies one rule per endpoint: ``POST /oauth/token``,
+``POST /oauth/register``, ``GET /oauth/authorize`` and ``POST /oauth/login``.
+Over the limit it returns 429 with ``Retry-After`` (RFC 6585 §4): JSON on the
+API endpoints, the error page on the browser endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import typing
+
+import attrs
+from aiohttp import web
+
+from frontauth import errors
+from frontauth.appkeys import SERVICES
+from frontauth.config import RateLimitSettings, Settings
+from frontauth.metrics import METRICS
+from frontauth.responses import render_error
+from frontauth.storage import Driver, WindowState
+
+logger = logging.getLogger("frontauth.oauth")
+
+Clock = typing.Callable[[], float]
+Handler = typing.Callable[[web.Request], typing.Awaitable[web.StreamResponse]]
+
+DEFAULT_WINDOW = 60.0
+DEFAULT_MAX_REQUESTS = 100
+
+# (method, path) -> endpoint name, the rule that limits it.
+ENDPOINT_ROUTES: dict[tuple[str, str], str] = {
+    ("POST", "/oauth/token"): "token",
+    ("POST", "/oauth/register"): "register",
+    ("GET", "/oauth/authorize"): "authorize",
+    ("POST", "/oauth/login"): "login",
+}
+
+# At most one INFO line per rule in this interval; the other rejections log at DEBUG.
+LOG_INTERVAL = 60.0
+
+
+class RateLimited(errors.TemporarilyUnavailable):
+    """The client sent more requests than its rule allows in one window.
+
+    Deviation: the token and registration endpoints have no rate-limit error
+    code (RFC 6749 §5.2, RFC 7591 §3.2.2). frontauth returns 429 (RFC 6585 §4)
+    with ``temporarily_unavailable``, the code RFC 6749 §4.1.2.1 gives an
+    overloaded server. It does not use ``slow_down``, because RFC 8628 §3.5
+    defines it for device-code polling and tells the client to add 5 s to its
+    polling interval, which has no meaning for a code or refresh grant.
+    """
+
+    status = 429
+
+
+@attrs.frozen
+class Rule:
+    """A sliding window: at most ``max_requests`` requests in ``window`` seconds."""
+
+    window: float = DEFAULT_WINDOW
+    max_requests: int = DEFAULT_MAX_REQUESTS
+
+
+@attrs.define
+class RuleStats:
+    """Counts of requests a rule allowed and rejected since start-up, in this process."""
+
+    allowed: int = 0
+    limited: int = 0
+
+
+class RateLimiter:
+    """Sliding-window counters per key, over one storage driver.
+
+    Args:
+        driver: the storage driver whose ``hit`` keeps the windows.
+        prefix: the storage key prefix (``storage.prefix``).
+        rules: rule name -> rule; ``"default"`` is used when a call names none.
+        clock: wall-clock time in seconds. Instances that share a Redis must
+            agree on it, so it is ``time.time`` outside tests.
+        cleanup_interval: seconds between sweeps of expired windows when the
+            driver keeps them in this process; 0 turns the sweep off.
+    """
+
+    def __init__(
+        self,
+        driver: Driver,
+        prefix: str = "frontauth:",
+        rules: typing.Mapping[str, Rule] | None = None,
+        *,
+        clock: Clock = time.time,
+        cleanup_interval: float = 60.0,
+    ) -> None:
+        self.driver = driver
+        self.prefix = prefix
+        self.rules = dict(rules or {"default": Rule()})
+        self.clock = clock
+        self.cleanup_interval = cleanup_interval
+        self._stats = {name: RuleStats() for name in self.rules}
+        self._cleanup_task: asyncio.Task[None] | None = None
+        self._last_info_log: dict[str, float] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, driver: Driver, clock: Clock = time.time) -> RateLimiter:
+        """Build the limiter with one rule per endpoint in ``ratelimit.endpoints``."""
+        limits: RateLimitSettings = settings.ratelimit
+        rules = {name: Rule(limits.window, limits.limit_for(name)) for name in limits.endpoints}
+        return cls(
+            driver, settings.storage.prefix, rules, clock=clock, cleanup_interval=limits.cleanup_interval
+        )
+
+    def _storage_key(self, rule: str, key: str) -> str:
+        return f"{self.prefix}ratelimit:{rule}:{key}"
+
+    def _rule(self, rule: str) -> Rule:
+        try:
+            return self.rules[rule]
+        except KeyError:
+            raise KeyError(f"unknown rate-limit rule {rule!r}; expected one of {', '.join(self.rules)}") from None
+
+    async def hit(self, key: str, rule: str = "default") -> WindowState:
+        """Count one request for ``key`` and return whether it fits in the window.
+
+        Raises:
+            StorageUnavailable: the driver cannot reach its backend.
+        """
+        limit = self._rule(rule)
+        state = await self.driver.hit(self._storage_key(rule, key), limit.window, limit.max_requests, self.clock())
+        stats = self._stats[rule]
+        if state.allowed:
+            stats.allowed += 1
+        else:
+            stats.limited += 1
+        return state
+
+    async def would_allow(self, key: str, rule: str = "default") -> bool:
+        """Return whether one more request for ``key`` would fit, without counting it."""
+        limit = self._rule(rule)
+        state = await self.driver.hit(
+            self._storage_key(rule, key), limit.window, limit.max_requests, self.clock(), consume=False
+        )
+        return state.allowed
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Return, per rule, the requests allowed and limited by this process since start-up."""
+        return {name: {"allowed": counts.allowed, "limited": counts.limited} for name, counts in self._stats.items()}
+
+    def should_log_info(self, rule: str) -> bool:
+        """Return True at most once per LOG_INTERVAL per rule, so a flood logs one INFO line."""
+        now = time.monotonic()
+        last = self._last_info_log.get(rule)
+        if last is not None and now - last < LOG_INTERVAL:
+            return False
+        self._last_info_log[rule] = now
+        return True
+
+    def start(self) -> None:
+        """Start sweeping expired windows, when the driver keeps them in this process.
+
+        NOTE: only the memory driver has ``purge_expired``. Redis windows are
+        sorted sets that expire one window after their last request.
+        """
+        purge = getattr(self.driver, "purge_expired", None)
+        if self.cleanup_interval > 0 and purge is not None and self._cleanup_task is None:
+            self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup_loop(purge))
+
+    async def _cleanup_loop(self, purge: typing.Callable[..., int]) -> None:
+        longest = max((rule.window for rule in self.rules.values()), default=DEFAULT_WINDOW)
+        while True:
+            await asyncio.sleep(self.cleanup_interval)
+            removed = purge(now_wall=self.clock(), max_window=longest)
+            if removed:
+                logger.debug("rate limiter cleanup removed %d expired keys", removed)
+
+    async def close(self) -> None:
+        """Stop the cleanup task."""
+        if self._cleanup_task is not None:
+            self._cleanup_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup_task
+            self._cleanup_task = None
+
+
+def client_address(request: web.Request, trust_proxy: bool) -> str:
+    """Return the address a request came from.
+
+    With ``trust_proxy`` the last ``X-Forwarded-For`` entry wins: the proxy in
+    front appends the address it saw, while entries to its left come from the
+    client and can be forged.
+    """
+    if trust_proxy:
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        entries = [entry.strip() for header in forwarded for entry in header.split(",") if entry.strip()]
+        if entries:
+            return entries[-1]
+    return request.remote or "unknown"
+
+
+def retry_after_seconds(state: WindowState) -> str:
+    """Return a Retry-After value: whole seconds, at least 1 (RFC 9110 §10.2.3)."""
+    return str(max(1, math.ceil(state.retry_after)))
+
+
+RATE_LIMITER = web.AppKey("frontauth_rate_limiter", RateLimiter)
+
+
+@web.middleware
+async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count the request against its endpoint's rule; over the limit, return 429.
+
+    It sits inside the error middleware, so a storage outage while counting
+    becomes the usual 503 ``temporarily_unavailable``.
+    """
+    limiter = request.app.get(RATE_LIMITER)
+    endpoint = ENDPOINT_ROUTES.get((request.method, request.path))
+    if limiter is None or endpoint is None or endpoint not in limiter.rules:
+        return await handler(request)
+    settings = request.app[SERVICES].settings
+    address = client_address(request, settings.server.trust_proxy)
+    state = await limiter.hit(address, endpoint)
+    if state.allowed:
+        return await handler(request)
+
+    retry_after = retry_after_seconds(state)
+    if limiter.should_log_info(endpoint):
+        logger.info("rate limit reached on %s %s for address %s (%d requests)", request.method, request.path, address, state.limit)
+    else:
+        logger.debug("rate limited %s %s for address %s", request.method, request.path, address)
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.rate_limited.labels(endpoint).inc()
+    error = RateLimited(
+        f"too many requests; retry after {retry_after} seconds", headers={"Retry-After": retry_after}
+    )
+    response = render_error(request, error)
+    # The error page of browser endpoints does not carry the error's headers.
+    response.headers["Retry-After"] = retry_after
+    return response
