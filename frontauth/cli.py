@@ -12,12 +12,14 @@ import getpass
 import json
 import logging
 import signal
+import ssl
 import sys
+import time
 import typing
 
 from aiohttp import web
 
-from frontauth import config, log
+from frontauth import config, log, tls
 from frontauth import keys as signing_keys
 
 logger = logging.getLogger("frontauth.cli")
@@ -33,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="TCP port to listen on (server.port)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (logging.level)")
     serve.add_argument("--public-url", help="external URL, becomes the issuer (public_url)")
+    serve.add_argument("--tls-cert", help="certificate chain (PEM) to serve HTTPS directly (server.tls_cert)")
+    serve.add_argument("--tls-key", help="private key (PEM) of the certificate (server.tls_key)")
 
     keys = commands.add_parser("keys", help="signing key tools").add_subparsers(dest="keys_command", required=True)
     generate = keys.add_parser("generate", help="print a new private signing JWK and its public half")
@@ -45,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--file", default="users.toml", help="users file to write (default: users.toml)")
     add.add_argument("--email", help="e-mail address shown on the consent page")
     add.add_argument("--display-name", help="full name shown on the consent page")
+
+    check = commands.add_parser("check", help="audit a configuration, and a running server, against the production checklist")
+    from frontauth.check import add_arguments
+
+    add_arguments(check)
 
     clients = commands.add_parser("clients", help="client tools").add_subparsers(dest="clients_command", required=True)
     clients.add_parser("hash-secret", help="hash a client secret read from stdin for clients[].client_secret_hash")
@@ -59,11 +68,17 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         return _keys_generate(args)
     if args.command == "users":
         return _users_add(args)
+    if args.command == "check":
+        from frontauth.check import run
+
+        return run(args)
     return _hash_secret()
 
 
 def _keys_generate(args: argparse.Namespace) -> int:
-    private = signing_keys.generate(args.alg, args.kid)
+    private: dict[str, typing.Any] = dict(signing_keys.generate(args.alg, args.kid))
+    # iat dates the key, so that `frontauth check` can report when it is due for rotation.
+    private["iat"] = int(time.time())
     print(json.dumps({"private": private, "public": signing_keys.public_half(private)}, indent=2))
     print(
         "\nPut the private JWK in JWT_SIGNING_KEY (or keys.sign_key) and keep it secret;"
@@ -119,20 +134,29 @@ def _serve(args: argparse.Namespace) -> int:
         "server.port": args.port,
         "logging.level": args.log_level,
         "public_url": args.public_url,
+        "server.tls_cert": args.tls_cert,
+        "server.tls_key": args.tls_key,
     }
     try:
         settings = config.load(args.config, overrides=overrides)
     except config.ConfigError as exc:
         print(f"frontauth: {exc}", file=sys.stderr)
         return 2
-    log.configure(settings.logging.level, settings.logging.format)
+    from frontauth.browser import BROWSER_COOKIE
+
+    # Cookie values are credentials too, wherever a record mentions them by name.
+    redacted = (*settings.logging.redact, settings.session.cookie_name, BROWSER_COOKIE)
+    log.configure(settings.logging.level, settings.logging.format, redacted)
     try:
+        # The TLS files are read first, so that a bad one stops start-up before
+        # _prepare writes a development key or secret.
+        ssl_context = tls.server_context(settings)
         prepared = _prepare(settings)
     except config.ConfigError as exc:
         print(f"frontauth: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(settings, prepared))
+        return asyncio.run(_run(settings, prepared, ssl_context))
     except KeyboardInterrupt:
         return 0
 
@@ -150,8 +174,9 @@ def _prepare(settings: config.Settings) -> signing_keys.SigningKeys:
     return keys
 
 
-async def _run(settings: config.Settings, keys: signing_keys.SigningKeys) -> int:
+async def _run(settings: config.Settings, keys: signing_keys.SigningKeys, ssl_context: ssl.SSLContext | None) -> int:
     from frontauth.app import create_app, open_storage
+    from frontauth.metrics import METRICS, metrics_app
     from frontauth.storage import StorageUnavailable
 
     try:
@@ -166,14 +191,23 @@ async def _run(settings: config.Settings, keys: signing_keys.SigningKeys) -> int
     app = create_app(settings, keys=keys, driver=driver)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        print(f"frontauth: cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror}", file=sys.stderr)
-        await runner.cleanup()
-        await driver.close()
-        return 1
+    runners = [runner]
+    listeners = [(runner, settings.server.host, settings.server.port, ssl_context)]
+    if settings.metrics.enabled and settings.metrics.port is not None:
+        metrics_runner = web.AppRunner(metrics_app(app[METRICS]), access_log=None, handle_signals=False)
+        runners.append(metrics_runner)
+        listeners.append((metrics_runner, settings.metrics.host, settings.metrics.port, None))
+    for listener_runner, host, port, context in listeners:
+        if listener_runner is not runner:
+            await listener_runner.setup()
+        try:
+            await web.TCPSite(listener_runner, host, port, ssl_context=context).start()
+        except OSError as exc:
+            print(f"frontauth: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+            for started in runners:
+                await started.cleanup()
+            await driver.close()
+            return 1
     _log_startup(settings, keys, driver.name)
 
     stop = asyncio.Event()
@@ -182,7 +216,8 @@ async def _run(settings: config.Settings, keys: signing_keys.SigningKeys) -> int
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     logger.info("stopping")
-    await runner.cleanup()
+    for started in reversed(runners):
+        await started.cleanup()
     await driver.close()
     return 0
 
@@ -193,6 +228,13 @@ def _log_startup(settings: config.Settings, keys: signing_keys.SigningKeys, driv
         settings.mode, settings.profile, f"{settings.server.host}:{settings.server.port}",
         settings.issuer, driver_name, keys.kid, keys.alg,
     )
+    logger.info("transport: %s", "HTTPS with server.tls_cert" if settings.server.tls_cert else "plain HTTP")
+    if settings.metrics.enabled:
+        where = (
+            f"{settings.metrics.host}:{settings.metrics.port}" if settings.metrics.port is not None
+            else "the main listener"
+        )
+        logger.info("Prometheus metrics at /metrics on %s", where)
     if driver_name == "memory":
         logger.warning("the memory driver keeps state in this process only: it is lost on restart and not shared")
     if settings.development_login:

@@ -18,6 +18,7 @@ import logging
 import re
 import sys
 import time
+import typing
 
 access = logging.getLogger("frontauth.access")
 oauth = logging.getLogger("frontauth.oauth")
@@ -38,35 +39,89 @@ SENSITIVE_FIELDS = (
     "registration_access_token",
     "initial_access_token",
 )
+# A field whose name ends in one of these is sensitive too, for example
+# session_token, redis_password or server_secret.
+SENSITIVE_SUFFIXES = ("token", "secret", "password", "verifier")
 
-# name=value in query strings and form bodies, "name": "value" in JSON.
-_PAIR = re.compile(
-    r"(?P<name>\b(?:" + "|".join(SENSITIVE_FIELDS) + r"))(?P<sep>=|\"\s*:\s*\"|'\s*:\s*')(?P<value>[^&\s\"',;]+)",
-    re.IGNORECASE,
-)
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE)
+# HTTP header lines whose whole value is a credential.
+_HEADER = re.compile(r"(?P<name>\b(?:proxy-)?authorization|\b(?:set-)?cookie)(?P<sep>\s*:\s*)[^\r\n]+", re.IGNORECASE)
 
 
-def redact(text: str) -> str:
-    """Replace the values of sensitive fields and credentials in free text."""
-    text = _PAIR.sub(lambda m: f"{m.group('name')}{m.group('sep')}[redacted]", text)
-    return _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
+class Redactor:
+    """Replaces the values of sensitive fields in free text with ``[redacted]``.
+
+    It covers ``name=value`` in query strings, form bodies and key=value log
+    text, ``"name": "value"`` in JSON and ``'name': 'value'`` in Python reprs,
+    ``Authorization`` and ``Cookie`` header lines, and bearer or basic
+    credentials anywhere.
+
+    Args:
+        extra_fields: more field names, matched exactly and ignoring case
+            (``logging.redact``, cookie names).
+    """
+
+    def __init__(self, extra_fields: typing.Iterable[str] = ()) -> None:
+        exact = sorted({*SENSITIVE_FIELDS, *extra_fields}, key=len, reverse=True)
+        names = (
+            r"(?<![\w.-])(?P<name>(?:"
+            + "|".join(re.escape(name) for name in exact)
+            + r")|[\w.-]*?(?:"
+            + "|".join(SENSITIVE_SUFFIXES)
+            + r"))"
+        )
+        self._quoted = re.compile(
+            r"(?P<quote>[\"'])" + names + r"(?P=quote)(?P<sep>\s*:\s*)(?P=quote)(?:\\.|(?!(?P=quote)).)*(?P=quote)",
+            re.IGNORECASE,
+        )
+        # A value ends at '&' (next parameter), '#' (fragment), whitespace or a quote.
+        self._pair = re.compile(names + r"(?P<sep>=)(?P<value>[^&#\s\"']+)", re.IGNORECASE)
+
+    def __call__(self, text: str) -> str:
+        text = self._quoted.sub(
+            lambda m: f"{m['quote']}{m['name']}{m['quote']}{m['sep']}{m['quote']}[redacted]{m['quote']}", text
+        )
+        text = _HEADER.sub(lambda m: f"{m['name']}{m['sep']}[redacted]", text)
+        text = self._pair.sub(lambda m: f"{m['name']}=[redacted]", text)
+        return _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
+
+
+redact = Redactor()
 
 
 class RedactingFilter(logging.Filter):
     """Renders each record's message once, redacted, so handlers never see raw values."""
 
+    def __init__(self, redactor: Redactor = redact) -> None:
+        super().__init__()
+        self.redactor = redactor
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = self.redactor(message)
         if cleaned != message or record.args:
             record.msg = cleaned
             record.args = None
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record for terminals, tracebacks redacted too."""
+
+    def __init__(self, redactor: Redactor = redact) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redactor(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log collectors."""
+
+    def __init__(self, redactor: Redactor = redact) -> None:
+        super().__init__()
+        self.redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -76,18 +131,22 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["exception"] = redact(self.formatException(record.exc_info))
+            entry["exception"] = self.redactor(self.formatException(record.exc_info))
         return json.dumps(entry)
 
 
-def configure(level: str = "INFO", fmt: str = "text") -> None:
-    """Send frontauth's and aiohttp's records to stderr, redacted."""
+def configure(level: str = "INFO", fmt: str = "text", redact_fields: typing.Iterable[str] = ()) -> None:
+    """Send every record to stderr, redacted.
+
+    Args:
+        level: DEBUG, INFO, WARNING or ERROR.
+        fmt: ``text`` or ``json``.
+        redact_fields: field names to redact besides the built-in ones.
+    """
+    redactor = Redactor(redact_fields)
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactingFilter())
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(redactor))
+    handler.setFormatter(JsonFormatter(redactor) if fmt == "json" else TextFormatter(redactor))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -1,0 +1,259 @@
+"""`frontauth check`: configuration audits, the production example, and probes of running servers."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+import typing
+
+import pytest
+
+from frontauth import check, config, keys
+from tests.live_client import start_https_frontauth
+from tests.processes import run_frontauth, start_frontauth
+from tests.tls_files import TlsFiles, make_tls_files
+
+ROOT = pathlib.Path(__file__).parent.parent
+PRODUCTION_EXAMPLE = ROOT / "docs" / "production.toml"
+ITEMS = [
+    "profile", "persistent storage", "storage TLS", "signing key", "server secret", "HTTPS public URL",
+    "PKCE S256 only", "refresh rotation", "audience", "MACHINE_ID", "rate limiting", "monitoring", "key age",
+    "published JWKS", "client registration", "development sign-in", "consent", "token lifetimes",
+]
+PROBES = ["metadata", "served PKCE", "security headers", "served JWKS", "resource metadata", "bogus code", "plain HTTP"]
+
+
+def signing_key(age_days: float = 1.0, with_iat: bool = True) -> str:
+    jwk: dict[str, typing.Any] = dict(keys.generate("ES256", "k-check"))
+    if with_iat:
+        jwk["iat"] = int(time.time() - age_days * 86400)
+    return json.dumps(jwk)
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    """Secrets for docs/production.toml, as an operator would pass them."""
+    env = {
+        "JWT_SIGNING_KEY": signing_key(),
+        "FRONTAUTH_SERVER_SECRET": "production-secret-" + "x" * 32,
+        "MACHINE_ID": "auth-eu-1",
+    }
+    env.update(extra)
+    return env
+
+
+def audit(**environ: str) -> dict[str, check.Finding]:
+    """Audit docs/production.toml with the production secrets and ``environ`` on top."""
+    settings = config.load(str(PRODUCTION_EXAMPLE), environ=production_env(**environ))
+    return {finding.item: finding for finding in check.audit_settings(settings)}
+
+
+# --- the command on whole configurations
+
+
+def test_production_example_passes(tmp_path: typing.Any) -> None:
+    """docs/production.toml with its secrets in the environment: every item passes, exit 0."""
+    result = run_frontauth(str(tmp_path), "check", "--config", str(PRODUCTION_EXAMPLE), env=production_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == f"check: {len(ITEMS)} pass, 0 warn, 0 fail"
+    assert [line.split()[0] for line in lines[:-1]] == ["PASS"] * len(ITEMS)
+
+
+def test_development_configuration_fails(tmp_path: typing.Any) -> None:
+    """With no configuration, check lists the failures with their fixes and exits 1."""
+    result = run_frontauth(str(tmp_path), "check")
+    assert result.returncode == 1
+    output = result.stdout
+    for item, fix in [
+        ("profile", "profile"),
+        ("persistent storage", "storage.url"),
+        ("signing key", "keys.sign_key (JWT_SIGNING_KEY)"),
+        ("server secret", "server.secret (FRONTAUTH_SERVER_SECRET)"),
+        ("HTTPS public URL", "public_url"),
+        ("audience", "resources"),
+        ("development sign-in", "login.users_file or login.authenticate"),
+    ]:
+        assert f"FAIL  {item}" in output
+        assert f"fix: {fix}" in output
+    assert output.splitlines()[-1] == "check: 9 pass, 2 warn, 7 fail"
+    # The audit writes nothing: no development key or secret appears on disk.
+    assert not (tmp_path / ".frontauth").exists()
+
+
+def test_json_output_lists_every_item(tmp_path: typing.Any) -> None:
+    result = run_frontauth(str(tmp_path), "check", "--config", str(PRODUCTION_EXAMPLE), "--json", env=production_env())
+    document = json.loads(result.stdout)
+    assert document["ok"] is True
+    assert document["summary"] == {"pass": len(ITEMS), "warn": 0, "fail": 0}
+    assert [finding["item"] for finding in document["findings"]] == ITEMS
+    assert set(document["findings"][0]) == {"item", "status", "reason", "fix"}
+
+
+def test_invalid_configuration_is_one_failure(tmp_path: typing.Any) -> None:
+    """A configuration that does not load is reported as a failure naming the setting."""
+    result = run_frontauth(str(tmp_path), "check", "--config", str(PRODUCTION_EXAMPLE), "--json")
+    assert result.returncode == 1
+    findings = json.loads(result.stdout)["findings"]
+    assert findings[0]["item"] == "configuration"
+    assert findings[0]["status"] == "fail"
+    assert findings[0]["fix"] == "server.secret"
+
+
+# --- single audits
+
+
+@pytest.mark.parametrize(
+    ("environ", "item", "status", "fix"),
+    [
+        ({"FRONTAUTH_STORAGE_URL": "redis://redis.internal:6379/0"}, "storage TLS", "fail", "storage.url"),
+        ({"FRONTAUTH_STORAGE_URL": "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"}, "storage TLS", "fail", "storage.url"),
+        ({"FRONTAUTH_STORAGE_URL": "redis://127.0.0.1:6379/0"}, "storage TLS", "warn", "storage.url"),
+        ({"FRONTAUTH_STORAGE_TLS_VERIFY_HOSTNAME": "false"}, "storage TLS", "warn", "storage.tls_verify_hostname"),
+        ({"FRONTAUTH_STORAGE_URL": "sqlite:////var/lib/frontauth/auth.db"}, "persistent storage", "warn", "storage.url"),
+        ({"FRONTAUTH_STORAGE_URL": "memory://"}, "persistent storage", "fail", "storage.url"),
+        ({"FRONTAUTH_STORAGE_URL": "memory://"}, "MACHINE_ID", "pass", ""),
+        ({"FRONTAUTH_RATELIMIT_ENABLED": "false"}, "rate limiting", "warn", "ratelimit.enabled"),
+        ({"FRONTAUTH_RATELIMIT_ENDPOINTS": "register,authorize"}, "rate limiting", "warn", "ratelimit.endpoints"),
+        ({"FRONTAUTH_METRICS_ENABLED": "false"}, "monitoring", "warn", "metrics.enabled"),
+        ({"FRONTAUTH_CONSENT_ENABLED": "false"}, "consent", "warn", "consent.enabled"),
+        ({"FRONTAUTH_TOKENS_ACCESS_TTL": "3600"}, "token lifetimes", "warn", "tokens.access_ttl, tokens.refresh_ttl"),
+        ({"FRONTAUTH_TOKENS_REFRESH_TTL": str(90 * 86400)}, "token lifetimes", "warn", "tokens.access_ttl, tokens.refresh_ttl"),
+        ({"FRONTAUTH_REGISTRATION_ALLOWED_REDIRECT_URIS": "[]"}, "client registration", "warn",
+         "registration.initial_access_token or registration.allowed_redirect_uris"),
+        ({"FRONTAUTH_REGISTRATION_ALLOWED_REDIRECT_URIS": "[]", "FRONTAUTH_REGISTRATION_ENABLED": "false"},
+         "client registration", "pass", ""),
+        ({"FRONTAUTH_REGISTRATION_ALLOWED_REDIRECT_URIS": "[]", "FRONTAUTH_REGISTRATION_INITIAL_ACCESS_TOKEN": "t" * 32},
+         "client registration", "pass", ""),
+        ({"FRONTAUTH_RESOURCES": "[]"}, "audience", "fail", "resources"),
+        ({"JWT_SIGNING_KEY": signing_key(age_days=120)}, "key age", "warn",
+         "keys.sign_key (rotate; keep the old public half in keys.previous)"),
+        ({"JWT_SIGNING_KEY": signing_key(with_iat=False)}, "key age", "warn", "keys.sign_key"),
+        ({"FRONTAUTH_KEYS_ROTATION_DAYS": "30", "JWT_SIGNING_KEY": signing_key(age_days=45)}, "key age", "warn",
+         "keys.sign_key (rotate; keep the old public half in keys.previous)"),
+    ],
+    ids=[
+        "plain-redis-remote", "plain-cluster-remote", "plain-redis-loopback", "unverified-hostname", "sqlite",
+        "memory", "memory-needs-no-machine-id", "ratelimit-off", "ratelimit-missing-token", "metrics-off",
+        "consent-off", "long-access", "long-refresh", "open-registration", "registration-off",
+        "registration-token", "no-resources", "old-key", "key-without-iat", "shorter-rotation",
+    ],
+)
+def test_audit_item(environ: dict[str, str], item: str, status: str, fix: str) -> None:
+    finding = audit(**environ)[item]
+    assert (finding.status, finding.fix) == (status, fix), finding.reason
+
+
+def test_shared_storage_without_machine_id_warns() -> None:
+    environ = production_env()
+    del environ["MACHINE_ID"]
+    finding = check.check_machine_id(config.load(str(PRODUCTION_EXAMPLE), environ=environ))
+    assert finding.status == "warn"
+    assert finding.fix == "server.machine_id (MACHINE_ID)"
+
+
+def test_private_member_in_previous_key_fails() -> None:
+    leaked = json.dumps(dict(keys.generate("ES256", "old-key")))
+    findings = audit(FRONTAUTH_KEYS_PREVIOUS=json.dumps([json.loads(leaked)]))
+    assert findings["published JWKS"].status == "fail"
+    assert "keys.previous[0] (d)" in findings["published JWKS"].reason
+    assert findings["signing key"].status == "fail"
+
+
+def test_public_previous_key_passes() -> None:
+    previous = keys.public_half(dict(keys.generate("ES256", "old-key")))
+    findings = audit(FRONTAUTH_KEYS_PREVIOUS=json.dumps([previous]))
+    assert findings["published JWKS"].status == "pass"
+    assert "1 previous key(s)" in findings["published JWKS"].reason
+
+
+def test_keys_generate_records_iat(tmp_path: typing.Any) -> None:
+    """Keys from `frontauth keys generate` carry iat, so check can date them."""
+    result = run_frontauth(str(tmp_path), "keys", "generate")
+    private = json.loads(result.stdout)["private"]
+    assert abs(private["iat"] - time.time()) < 60
+    findings = audit(JWT_SIGNING_KEY=json.dumps(private))
+    assert findings["key age"].status == "pass"
+    assert findings["signing key"].status == "pass"
+
+
+# --- probes of running servers
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("check-tls"), "127.0.0.1")
+
+
+def probe_findings(result: typing.Any) -> dict[str, dict[str, str]]:
+    return {finding["item"]: finding for finding in json.loads(result.stdout)["findings"] if finding["item"] in PROBES}
+
+
+def test_url_probes_pass_on_https_server(tmp_path: typing.Any, tls_files: TlsFiles) -> None:
+    """Against frontauth over TLS with a public client: every probe passes."""
+    config_file = tmp_path / "frontauth.toml"
+    config_file.write_text('[[clients]]\nclient_id = "desktop"\nredirect_uris = ["http://127.0.0.1/callback"]\n')
+    server = start_https_frontauth(
+        str(tmp_path), tls_files.server_cert, tls_files.server_key, tls_files.ca, config_file=str(config_file)
+    )
+    url = f"https://127.0.0.1:{server.port}"
+    env = {"FRONTAUTH_SERVER_TLS_CERT": tls_files.server_cert, "FRONTAUTH_SERVER_TLS_KEY": tls_files.server_key,
+           "FRONTAUTH_SERVER_PORT": str(server.port)}
+    try:
+        result = run_frontauth(
+            str(tmp_path), "check", "--config", str(config_file), "--url", url, "--ca-file", tls_files.ca, "--json", env=env
+        )
+    finally:
+        server.stop()
+    findings = probe_findings(result)
+    assert list(findings) == PROBES
+    assert {item: finding["status"] for item, finding in findings.items()} == {item: "pass" for item in PROBES}
+    assert findings["bogus code"]["reason"] == "refused with 400 invalid_grant"
+    assert "HSTS" in findings["security headers"]["reason"]
+    assert findings["plain HTTP"]["reason"].startswith(f"http://127.0.0.1:{server.port}/.well-known/oauth-authorization-server refused")
+    # The development configuration itself still fails the audit.
+    assert result.returncode == 1
+
+
+def test_url_probes_without_config_warn_about_client(tmp_path: typing.Any, tls_files: TlsFiles) -> None:
+    """Without --config the issuer is the probed URL, and the code probe stops at client authentication."""
+    server = start_https_frontauth(str(tmp_path), tls_files.server_cert, tls_files.server_key, tls_files.ca)
+    try:
+        result = run_frontauth(
+            str(tmp_path), "check", "--url", f"https://127.0.0.1:{server.port}/", "--ca-file", tls_files.ca, "--json"
+        )
+    finally:
+        server.stop()
+    findings = probe_findings(result)
+    assert [finding["item"] for finding in json.loads(result.stdout)["findings"]] == PROBES
+    assert result.returncode == 0
+    assert findings["bogus code"]["status"] == "warn"
+    assert findings["bogus code"]["fix"] == "--client-id"
+    assert findings["metadata"]["status"] == "pass"
+
+
+def test_probes_fail_plain_http_wrong_issuer(tmp_path: typing.Any) -> None:
+    """A plain-HTTP server whose issuer is not the probed URL fails the metadata and plain HTTP probes."""
+    server = start_frontauth(str(tmp_path), env={"FRONTAUTH_PUBLIC_URL": "http://127.0.0.1:1"})
+    try:
+        result = run_frontauth(str(tmp_path), "check", "--url", server.url, "--json")
+    finally:
+        server.stop()
+    document = json.loads(result.stdout)
+    findings = probe_findings(result)
+    assert result.returncode == 1
+    assert findings["metadata"]["status"] == "fail"
+    assert findings["metadata"]["reason"] == f"issuer is 'http://127.0.0.1:1', expected '{server.url}'"
+    assert findings["plain HTTP"]["status"] == "fail"
+    assert findings["security headers"]["status"] == "pass"
+    assert document["ok"] is False
+
+
+def test_url_probe_of_closed_port_fails(tmp_path: typing.Any) -> None:
+    from tests.processes import free_port
+
+    result = run_frontauth(str(tmp_path), "check", "--url", f"http://127.0.0.1:{free_port()}", "--json")
+    findings = probe_findings(result)
+    assert findings["metadata"]["status"] == "fail"
+    assert findings["metadata"]["reason"].startswith("GET /.well-known/oauth-authorization-server failed: ")
+    assert result.returncode == 1
