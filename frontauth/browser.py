@@ -64,7 +64,9 @@ def csrf_token(services: Services, form: str, pending_id: str, browser: str) -> 
 def check_csrf(services: Services, form: str, pending_id: str, browser: str | None, submitted: str | None) -> bool:
     if browser is None or not submitted:
         return False
-    return hmac.compare_digest(csrf_token(services, form, pending_id, browser), submitted)
+    # Bytes, because compare_digest raises TypeError on str with non-ASCII characters.
+    expected = csrf_token(services, form, pending_id, browser).encode()
+    return hmac.compare_digest(expected, submitted.encode("utf-8", "surrogatepass"))
 
 
 async def load_session(request: web.Request, services: Services) -> SessionRecord | None:

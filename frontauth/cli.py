@@ -182,7 +182,7 @@ async def _run(settings: config.Settings, keys: signing_keys.SigningKeys, ssl_co
     try:
         driver = await open_storage(settings)
     except StorageUnavailable as exc:
-        print(f"frontauth: storage at storage.url is unreachable: {exc.reason}", file=sys.stderr)
+        print(f"frontauth: storage at storage.url cannot be used: {exc.reason}", file=sys.stderr)
         return 1
     except config.ConfigError as exc:
         # The driver checks its URL and TLS files only when it opens.

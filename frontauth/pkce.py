@@ -15,9 +15,9 @@ import re
 from frontauth.errors import InvalidGrant, InvalidRequest
 
 # RFC 7636 §4.1: code_verifier = 43*128 unreserved characters.
-_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 # An S256 challenge is base64url(SHA-256) without padding: exactly 43 characters.
-_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+_S256_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 
 
 def check_challenge(code_challenge: str | None, method: str | None) -> str:
@@ -31,7 +31,7 @@ def check_challenge(code_challenge: str | None, method: str | None) -> str:
     if method != "S256":
         shown = "missing" if not method else "not supported"
         raise InvalidRequest(f"code_challenge_method is {shown}; only S256 is accepted", redirectable=True)
-    if not _S256_CHALLENGE.match(code_challenge):
+    if not _S256_CHALLENGE.fullmatch(code_challenge):
         raise InvalidRequest("code_challenge must be 43 base64url characters (S256)", redirectable=True)
     return code_challenge
 
@@ -51,7 +51,7 @@ def check_verifier(code_verifier: str | None, code_challenge: str) -> None:
     """
     if not code_verifier:
         raise InvalidRequest("code_verifier is required (PKCE, RFC 7636)")
-    if not _VERIFIER.match(code_verifier):
+    if not _VERIFIER.fullmatch(code_verifier):
         raise InvalidGrant("code_verifier must be 43 to 128 unreserved characters")
     if not hmac.compare_digest(s256(code_verifier), code_challenge):
         raise InvalidGrant("code_verifier does not match the code_challenge")

@@ -38,7 +38,7 @@ from tests.processes import ServerProcess, free_port, run_frontauth, start_front
 SIGNING_KEY = json.dumps(keys.generate("ES256", "sqlite-test"))
 SERVER_SECRET = secrets.token_urlsafe(32)
 PREFIX = "frontauth:"
-UNREACHABLE = "frontauth: storage at storage.url is unreachable: "
+STORAGE_UNUSABLE = "frontauth: storage at storage.url cannot be used: "
 
 
 def sqlite_url(path: pathlib.Path) -> str:
@@ -566,4 +566,4 @@ def test_unusable_file_stops_startup(setup: Setup, tmp_path: pathlib.Path) -> No
         env = server_env(path, FRONTAUTH_STORAGE_SQLITE_BUSY_TIMEOUT="0.5")
         result = run_frontauth(str(tmp_path), "serve", "--port", str(free_port()), env=env)
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [UNREACHABLE + reason]
+    assert result.stderr.splitlines() == [STORAGE_UNUSABLE + reason]

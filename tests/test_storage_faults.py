@@ -302,12 +302,12 @@ def storage_config(folder: pathlib.Path, url: str, **storage: typing.Any) -> str
     [
         pytest.param(
             "redis://127.0.0.1:{port}/0", {}, 1,
-            "frontauth: storage at storage.url is unreachable: connection failed (ConnectionError)",
+            "frontauth: storage at storage.url cannot be used: connection failed (ConnectionError)",
             id="redis-unreachable",
         ),
         pytest.param(
             "redis+cluster://127.0.0.1:{port}/", {}, 1,
-            "frontauth: storage at storage.url is unreachable: "
+            "frontauth: storage at storage.url cannot be used: "
             "no cluster node reachable (RedisClusterUnreachableError)",
             id="cluster-unreachable",
         ),

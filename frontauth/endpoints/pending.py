@@ -59,13 +59,8 @@ async def load_pending(request: web.Request, services: Services, pending_id: str
 
 
 def check_form_csrf(services: Services, form_name: str, pending_id: str, browser: str, form: dict[str, str]) -> None:
-    submitted = form.get("csrf_token")
-    # NOTE: hmac.compare_digest raises TypeError on a str with non-ASCII characters,
-    # and a real token is base64url, so such a value is rejected before comparing.
-    if submitted is not None and not submitted.isascii():
-        submitted = None
     # SECURITY: the token binds the form to this pending authorization and this browser.
-    if not check_csrf(services, form_name, pending_id, browser, submitted):
+    if not check_csrf(services, form_name, pending_id, browser, form.get("csrf_token")):
         raise PageError(
             "This form has expired",
             "The form was not sent from this sign-in page. Return to the application and start again.",
