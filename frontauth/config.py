@@ -12,6 +12,7 @@ configuration values only.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
@@ -353,6 +354,7 @@ def _url_host(host: str) -> str:
 # Loading: a small converter from nested dicts of strings and TOML values.
 
 
+@functools.cache
 def _field_types(cls: type) -> dict[str, typing.Any]:
     return typing.get_type_hints(cls)
 
