@@ -166,8 +166,9 @@ def _prepare(settings: config.Settings) -> signing_keys.SigningKeys:
     from frontauth.services import load_server_secret
     from frontauth.users import UserDirectory
 
-    # Checks that read only come first, so that nothing is generated on disk
-    # for a start-up that fails anyway.
+    # Checks that only read come first, so a bad users file stops start-up
+    # before a development key is generated. NOTE: storage is opened later,
+    # so a start-up that fails on storage still leaves the generated files.
     UserDirectory(settings)
     keys = signing_keys.load(settings)
     load_server_secret(settings)
