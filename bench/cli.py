@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", choices=("auto", "yes", "no"), default="auto",
                         help="sample frontauth with py-spy during an extra, unmeasured flow and refresh window; "
                              "auto does so when py-spy is installed (default auto)")
+    parser.add_argument("--quiet-budget", type=float,
+                        help="seconds in all to wait, before measured runs, for other processes on the machine "
+                             "to use less than a quarter of a core (default 180; 0 with --quick)")
     parser.add_argument("--deadline", type=float, default=1800.0,
                         help="seconds after which the whole benchmark is stopped (default 1800)")
     parser.add_argument("--output-dir", default=RESULTS_DIR, help="folder for the Markdown report")
@@ -83,6 +86,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         verification_pool=1500 if quick else 6000,
         profile=profile,
         quick=quick,
+        quiet_budget=args.quiet_budget if args.quiet_budget is not None else (0.0 if quick else 180.0),
     )
 
 

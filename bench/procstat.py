@@ -168,3 +168,23 @@ class MachineProbe:
 
     async def stop(self) -> dict[str, typing.Any]:
         return {"cpu_seconds": machine_busy_seconds() - self._start, "load_average": os.getloadavg()[0]}
+
+
+async def wait_for_quiet(max_wait: float, threshold: float = 0.25) -> tuple[float, bool]:
+    """Wait until the rest of the machine uses less than ``threshold`` cores, for at most ``max_wait`` seconds.
+
+    Call it while the servers under test are idle, since it measures every
+    process. Each check samples busy CPU time over one second.
+
+    Returns:
+        The seconds waited, and whether the machine was quiet at the end.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        before = machine_busy_seconds()
+        await asyncio.sleep(1.0)
+        if machine_busy_seconds() - before < threshold:
+            return loop.time() - started, True
+        if loop.time() - started >= max_wait:
+            return loop.time() - started, False

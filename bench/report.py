@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import typing
 
 
 from bench.loadgen import RATE_UNITS, RunResult, Spread, percentile
@@ -142,11 +143,7 @@ def _redis_table(outcome: Outcome) -> list[str]:
                               sorted(by_command.items(), key=lambda item: -statistics.median(item[1])))
         growth = [run.probes["redis"]["used_memory_growth"] / run.ops for run in cell.runs if run.ops]
         record = cell.refresh_record_bytes
-        sent = cell.redis_sent_per_op
-        round_trips = "–"
-        if sent:
-            round_trips = f"{sum(sent.values()):.2f}: " + ", ".join(
-                f"{c} {n:.2f}" for c, n in sorted(sent.items(), key=lambda item: -item[1]))
+        round_trips = _round_trips(cell.redis_monitor, statistics.median(per_op)) if per_op else "–"
         rows.append([
             cell.scenario, str(cell.concurrency), round_trips, _spread(Spread.of(per_op), 2), breakdown,
             _num(statistics.median(run.probes["redis"]["cpu_seconds"] for run in cell.runs), 2),
@@ -154,6 +151,23 @@ def _redis_table(outcome: Outcome) -> list[str]:
             _num(statistics.median(growth), 0) if growth else "–",
         ])
     return _table(header, rows) if rows else ["No Redis target was measured."]
+
+
+def _round_trips(monitor: dict[str, typing.Any] | None, commands_per_op: float) -> str:
+    """Scale the commands per op from commandstats by the share that MONITOR saw clients send.
+
+    The share, not MONITOR's own count per op, is used because ops that are in
+    flight at the edges of MONITOR's short window would skew a count per op.
+    """
+    if not monitor:
+        return "–"
+    sent: dict[str, int] = monitor["sent"]
+    total = sum(sent.values()) + monitor["from_scripts"]
+    if total == 0:
+        return "–"
+    per_op = {command: calls * commands_per_op / total for command, calls in sent.items()}
+    return f"{sum(per_op.values()):.2f}: " + ", ".join(
+        f"{command} {n:.2f}" for command, n in sorted(per_op.items(), key=lambda item: -item[1]))
 
 
 def _verification_table(outcome: Outcome) -> list[str]:
@@ -193,6 +207,10 @@ def render(outcome: Outcome, versions: dict[str, dict[str, str]], machine: dict[
         f"measured window, at most {plan.max_requests:,} requests per run. Figures are medians over the runs "
         "with (min–max). An op is a complete flow (authorize → redirect with code → token, ending with an "
         "access token) or one refresh grant; latency percentiles are per run, then the median is taken.",
+        "",
+        f"Before each measured run the benchmark waited for the other processes on the machine to use less "
+        f"than a quarter of a core, {outcome.quiet_waited:.0f} s in all (budget {plan.quiet_budget:.0f} s); "
+        f"{outcome.busy_starts} run(s) started while they still used more.",
         "",
         "## Results",
         "",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import typing
 
 import attrs
 
@@ -18,7 +19,7 @@ from bench.browser import Browser, FlowError
 from bench.install import CACHE_DIR, PeerUnavailable
 from bench.loopback import worker_address
 from bench.loadgen import RATE_UNITS, Probe, RunResult, Worker, run_window
-from bench.procstat import MachineProbe, ServerProbe
+from bench.procstat import MachineProbe, ServerProbe, wait_for_quiet
 from bench.profiling import ProfileSummary, PySpyProbe
 from bench.redisstats import MonitorProbe, RedisProbe
 from bench.servers import StartFailed
@@ -41,6 +42,9 @@ class Plan:
     verification_pool: int
     profile: bool
     quick: bool
+    # Seconds the whole invocation may spend waiting for other processes to go
+    # quiet before measured runs; 0 starts every run at once.
+    quiet_budget: float = 0.0
 
 
 @attrs.define
@@ -52,8 +56,9 @@ class CellResult:
     failure: str | None = None
     refresh_record_bytes: tuple[float, int] | None = None
     redis_keys: dict[str, int] | None = None
-    # Commands clients sent per op, from MONITOR: command -> calls per op.
-    redis_sent_per_op: dict[str, float] | None = None
+    # From MONITOR: commands that clients sent (command -> calls), and how many
+    # commands ran inside Lua scripts, over one unmeasured window.
+    redis_monitor: dict[str, typing.Any] | None = None
 
 
 @attrs.define
@@ -68,6 +73,8 @@ class Outcome:
     profile_failure: str | None = None
     unavailable: dict[str, str] = attrs.field(factory=dict)
     started: float = attrs.field(factory=time.time)
+    quiet_waited: float = 0.0
+    busy_starts: int = 0
 
 
 def log(message: str) -> None:
@@ -113,6 +120,7 @@ async def run_cell(plan: Plan, target: Target, scenario: str, concurrency: int, 
             redis_probe = RedisProbe(running.redis.port, running.redis.pid)
             probes.append(redis_probe)
         for index in range(plan.runs):
+            await _wait_for_quiet(plan, outcome)
             result = await run_window(workers, scenario, warmup=plan.warmup, window=plan.window,
                                       max_requests=plan.max_requests, probes=probes)
             cell.runs.append(result)
@@ -122,7 +130,7 @@ async def run_cell(plan: Plan, target: Target, scenario: str, concurrency: int, 
         if running.redis is not None and redis_probe is not None:
             cell.refresh_record_bytes = await redis_probe.refresh_token_bytes(FRONTAUTH_PREFIX)
             cell.redis_keys = await redis_probe.count_keys(FRONTAUTH_PREFIX)
-            cell.redis_sent_per_op = await _round_trips(plan, running.redis.port, workers, scenario)
+            cell.redis_monitor = await _monitor(plan, running.redis.port, workers, scenario)
         if plan.profile and target.key == "frontauth-memory" and concurrency == min(plan.concurrencies):
             await _profile(plan, running, workers, scenario, workdir, outcome)
     finally:
@@ -133,14 +141,24 @@ async def run_cell(plan: Plan, target: Target, scenario: str, concurrency: int, 
     return cell
 
 
-async def _round_trips(plan: Plan, port: int, workers: list[Worker], scenario: str) -> dict[str, float]:
-    probe = MonitorProbe(port)
+async def _wait_for_quiet(plan: Plan, outcome: Outcome) -> None:
+    remaining = plan.quiet_budget - outcome.quiet_waited
+    if remaining <= 0:
+        outcome.busy_starts += 1
+        return
+    waited, quiet = await wait_for_quiet(remaining)
+    outcome.quiet_waited += waited
+    if not quiet:
+        outcome.busy_starts += 1
+        log(f"  other processes still busy after waiting {waited:.0f} s; measuring anyway")
+
+
+async def _monitor(plan: Plan, port: int, workers: list[Worker], scenario: str) -> dict[str, typing.Any]:
     window = min(plan.window, 2.0)
     log(f"  counting round trips with Redis MONITOR for {window:g} s (not measured)")
     result = await run_window(workers, scenario, warmup=0.5, window=window, max_requests=plan.max_requests,
-                              probes=[probe])
-    sent = result.probes["monitor"]["sent"]
-    return {command: calls / result.ops for command, calls in sent.items()} if result.ops else {}
+                              probes=[MonitorProbe(port)])
+    return result.probes["monitor"]
 
 
 async def _profile(plan: Plan, running: Running, workers: list[Worker], scenario: str, workdir: str,
