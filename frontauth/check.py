@@ -294,10 +294,19 @@ def check_lifetimes(settings: config.Settings) -> Finding:
     )
 
 
+def check_upstream_issuer(settings: config.Settings) -> Finding:
+    """Warn when upstream tokens of any issuer would be accepted for the default audience."""
+    for setting, message in config.warnings_of(settings):
+        if setting == "upstream.expected_audience":
+            return Finding("upstream issuer", WARN, message, setting)
+    return Finding("upstream issuer", PASS, f"upstream tokens are checked against {settings.upstream.provider}")
+
+
 def audit_settings(settings: config.Settings, now: float | None = None) -> list[Finding]:
-    """Run every configuration audit in checklist order."""
+    """Run every configuration audit in checklist order; the upstream audit only in the upstream modes."""
     now = time.time() if now is None else now
-    return [
+    upstream = [check_upstream_issuer(settings)] if settings.mode in config.UPSTREAM_MODES else []
+    return upstream + [
         check_profile(settings),
         check_persistent_storage(settings),
         check_storage_tls(settings),

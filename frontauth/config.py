@@ -25,6 +25,10 @@ import attrs
 PROFILES = ("development", "staging", "production", "high-security")
 MODES = ("local", "public", "transparent", "remote")
 IMPLEMENTED_MODES = ("local",)
+# Modes that mint and sign their own tokens, so they need a signing key.
+ISSUING_MODES = ("local", "remote")
+# Modes whose identities come from the upstream identity provider.
+UPSTREAM_MODES = ("transparent", "remote")
 
 # profile -> (access token lifetime, refresh token lifetime), in seconds
 PROFILE_LIFETIMES: dict[str, tuple[int, int]] = {
@@ -45,6 +49,10 @@ ENV_ALIASES: dict[str, str] = {
     "REDIS_HOST": "storage.redis_host",
     "REDIS_PORT": "storage.redis_port",
     "REDIS_PASSWORD": "storage.redis_password",
+    "IDP_PROVIDER_URL": "upstream.provider",
+    "IDP_CLIENT_ID": "upstream.client_id",
+    "IDP_CLIENT_SECRET": "upstream.client_secret",
+    "IDP_EXPECTED_AUDIENCE": "upstream.expected_audience",
 }
 
 ENV_PREFIX = "FRONTAUTH_"
@@ -264,6 +272,84 @@ class MetricsSettings:
 
 
 @attrs.frozen
+class UpstreamSettings:
+    provider: str | None = _help(
+        "Issuer URL of the upstream identity provider (IDP_PROVIDER_URL); required in the transparent "
+        "and remote modes. Its endpoints are discovered from OpenID Connect or RFC 8414 metadata.",
+        default=None,
+    )
+    client_id: str | None = _help(
+        "Client identifier of frontauth at the upstream provider (IDP_CLIENT_ID); required in remote mode.",
+        default=None,
+    )
+    client_secret: str | None = _help(
+        "Client secret of frontauth at the upstream provider (IDP_CLIENT_SECRET), sent with HTTP Basic "
+        "authentication; unset makes frontauth a public client that relies on PKCE alone.",
+        default=None,
+        repr=False,
+    )
+    scopes: tuple[str, ...] = _help(
+        "Scopes frontauth requests from the upstream provider in remote mode.", default=("openid", "profile", "email")
+    )
+    authorization_endpoint: str | None = _help(
+        "Upstream authorization endpoint; unset takes it from the provider's metadata.", default=None
+    )
+    token_endpoint: str | None = _help("Upstream token endpoint; unset takes it from the provider's metadata.", default=None)
+    userinfo_endpoint: str | None = _help(
+        "Upstream userinfo endpoint; unset takes it from the provider's metadata.", default=None
+    )
+    jwks_uri: str | None = _help("Upstream JWKS URL; unset takes it from the provider's metadata.", default=None)
+    jwks: str | None = _help(
+        "Inline JWKS (JSON or a TOML table with a keys array) of the upstream provider; when set, no key set "
+        "is fetched.",
+        default=None,
+    )
+    additional_issuers: tuple[str, ...] = _help(
+        "More iss values accepted on upstream tokens besides provider (transparent mode).", default=()
+    )
+    verify_issuer: bool = _help(
+        "Check the iss claim of upstream tokens; turning it off needs expected_audience.", default=True
+    )
+    expected_audience: str | None = _help(
+        "Value the aud claim of upstream access tokens must contain (IDP_EXPECTED_AUDIENCE); defaults to the "
+        "first of resources.",
+        default=None,
+    )
+    required_scopes: tuple[str, ...] = _help(
+        "Scopes every upstream access token must carry (transparent mode); missing ones answer 403.", default=()
+    )
+    allow_anonymous: bool = _help(
+        "Let requests without a token through as the anonymous identity (transparent mode); a token that is "
+        "present must still be valid.",
+        default=False,
+    )
+    use_userinfo: bool = _help(
+        "Fetch the upstream userinfo endpoint after sign-in to fill in name and e-mail (remote mode).", default=False
+    )
+    jwks_cache_ttl: float = _help("Seconds a fetched upstream JWKS is used before it is fetched again.", default=300.0)
+    jwks_refetch_cooldown: float = _help(
+        "Minimum seconds between two JWKS fetches; a token with an unknown kid triggers at most one refetch "
+        "per period.",
+        default=30.0,
+    )
+    jwks_max_backoff: float = _help(
+        "Maximum delay, in seconds, between attempts after failed JWKS fetches (the delay doubles from 1 s, "
+        "with jitter).",
+        default=60.0,
+    )
+    http_timeout: float = _help("Seconds allowed for each request to the upstream provider.", default=5.0)
+
+
+@attrs.frozen
+class RefreshSettings:
+    skew_seconds: int = _help(
+        "Refresh an upstream access token this many seconds before it expires, when the vault is read "
+        "(remote mode).",
+        default=60,
+    )
+
+
+@attrs.frozen
 class LoggingSettings:
     level: str = _help("Log level: DEBUG, INFO, WARNING or ERROR.", default="INFO")
     format: str = _help("text for terminals, json for log collectors.", default="text")
@@ -304,6 +390,10 @@ class Settings:
     clients: tuple[ClientSettings, ...] = _help("Pre-registered clients.", default=())
     ratelimit: RateLimitSettings = _help("Rate limits per client address.", factory=RateLimitSettings)
     metrics: MetricsSettings = _help("Prometheus metrics.", factory=MetricsSettings)
+    upstream: UpstreamSettings = _help(
+        "Upstream identity provider (transparent and remote modes).", factory=UpstreamSettings
+    )
+    refresh: RefreshSettings = _help("Refresh of upstream tokens kept in the vault.", factory=RefreshSettings)
     logging: LoggingSettings = _help("Log output.", factory=LoggingSettings)
     # setting path -> where its value came from; filled by load()
     sources: dict[str, str] = attrs.field(factory=dict, repr=False, eq=False)
@@ -428,7 +518,7 @@ def _convert(value: typing.Any, tp: typing.Any, path: str, source: str, from_env
 
 
 # Settings holding a JWK accept an inline TOML table as well as a JSON string.
-_JSON_STRING_SETTINGS = {"keys.sign_key", "keys.previous"}
+_JSON_STRING_SETTINGS = {"keys.sign_key", "keys.previous", "upstream.jwks"}
 
 
 def _parse_env_list(value: str, path: str, source: str) -> list[typing.Any]:
@@ -654,11 +744,12 @@ def validate(settings: Settings) -> None:
     if settings.profile != "development":
         if settings.server.secret is None:
             _fail(settings, "server.secret", f"required in the {settings.profile} profile (FRONTAUTH_SERVER_SECRET)")
-        if settings.keys.sign_key is None and settings.keys.sign_key_file is None:
+        if settings.mode in ISSUING_MODES and settings.keys.sign_key is None and settings.keys.sign_key_file is None:
             _fail(settings, "keys.sign_key", f"a signing key is required in the {settings.profile} profile (JWT_SIGNING_KEY)")
-        if not (settings.login.users_file or settings.login.authenticate):
+        if settings.mode == "local" and not (settings.login.users_file or settings.login.authenticate):
             _fail(settings, "login.users_file", f"set login.users_file or login.authenticate in the {settings.profile} profile")
     _check_transport(settings)
+    _check_upstream(settings)
     _check_ratelimit(settings)
     _check_metrics(settings)
     if settings.keys.rotation_days < 1:
@@ -686,6 +777,60 @@ def _check_transport(settings: Settings) -> None:
             f"an http public URL is refused in the {settings.profile} profile unless its host is loopback; "
             f"use https (got {settings.issuer!r})",
         )
+
+
+def _check_upstream(settings: Settings) -> None:
+    """Check the [upstream] section in the modes that use it."""
+    upstream = settings.upstream
+    if settings.mode not in UPSTREAM_MODES:
+        return
+    if not upstream.provider:
+        _fail(settings, "upstream.provider", f"required in {settings.mode} mode (IDP_PROVIDER_URL)")
+    _check_http_url(settings, "upstream.provider", upstream.provider)
+    for name in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"):
+        value = getattr(upstream, name)
+        if value is not None:
+            _check_http_url(settings, f"upstream.{name}", value, allow_query=True)
+    for i, issuer in enumerate(upstream.additional_issuers):
+        _check_http_url(settings, f"upstream.additional_issuers[{i}]", issuer)
+    if upstream.jwks is not None:
+        _check_inline_jwks(settings, upstream.jwks)
+    if settings.mode == "remote" and not upstream.client_id:
+        _fail(settings, "upstream.client_id", "required in remote mode (IDP_CLIENT_ID)")
+    if settings.mode == "remote" and "openid" not in upstream.scopes:
+        _fail(settings, "upstream.scopes", "must include openid in remote mode, so the provider returns an ID token")
+    for name in ("jwks_cache_ttl", "jwks_refetch_cooldown", "jwks_max_backoff", "http_timeout"):
+        value = getattr(upstream, name)
+        if value <= 0:
+            _fail(settings, f"upstream.{name}", f"expected a positive number of seconds, got {value}")
+    if settings.refresh.skew_seconds < 0:
+        _fail(settings, "refresh.skew_seconds", f"expected 0 or more seconds, got {settings.refresh.skew_seconds}")
+
+
+def _check_inline_jwks(settings: Settings, text: str) -> None:
+    try:
+        document = json.loads(text)
+    except ValueError:
+        _fail(settings, "upstream.jwks", "expected a JWKS as JSON or as a TOML table")
+    keys = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(keys, list) or not keys:
+        _fail(settings, "upstream.jwks", "expected a JWKS with a non-empty keys array")
+    private = [str(key.get("kid", i)) for i, key in enumerate(keys) if isinstance(key, dict) and "d" in key]
+    if private:
+        _fail(settings, "upstream.jwks", f"keys {', '.join(private)} carry private members; give the public keys only")
+
+
+def warnings_of(settings: Settings) -> list[tuple[str, str]]:
+    """Return (setting, message) pairs for valid but risky settings, logged at start-up and shown by check."""
+    found: list[tuple[str, str]] = []
+    upstream = settings.upstream
+    if settings.mode in UPSTREAM_MODES and not upstream.verify_issuer and not upstream.expected_audience:
+        found.append((
+            "upstream.expected_audience",
+            "upstream.verify_issuer is off and upstream.expected_audience is unset: tokens of any issuer "
+            "that the key set verifies are accepted for the default resource; set expected_audience",
+        ))
+    return found
 
 
 def _check_ratelimit(settings: Settings) -> None:
@@ -717,11 +862,11 @@ def _check_metrics(settings: Settings) -> None:
         _fail(settings, "metrics.port", f"must differ from server.port ({port}); unset it to serve /metrics on the main listener")
 
 
-def _check_http_url(settings: Settings, path: str, url: str) -> None:
+def _check_http_url(settings: Settings, path: str, url: str, *, allow_query: bool = False) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         _fail(settings, path, f"expected an absolute http(s) URL, got {url!r}")
-    if parts.query or parts.fragment:
+    if (parts.query and not allow_query) or parts.fragment:
         _fail(settings, path, f"must not carry a query or fragment, got {url!r}")
 
 

@@ -12,6 +12,7 @@ new time series at will.
 | frontauth_tokens_issued_total | grant_type | token responses (200) of the token endpoint |
 | frontauth_refresh_grants_total | result | refresh_token grant requests, issued or rejected |
 | frontauth_jwks_fetch_errors_total | provider | failed fetches of an upstream JWKS |
+| frontauth_jwks_fetch_retries_total | provider | upstream JWKS fetches made after a failed one |
 | frontauth_storage_errors_total | driver, operation | StorageUnavailable seen by the error handler or /readyz |
 | frontauth_token_request_duration_seconds | grant_type | token endpoint latency, histogram |
 | frontauth_rate_limited_requests_total | endpoint | requests rejected with 429 by the rate limiter |
@@ -77,6 +78,12 @@ class Metrics:
             ["provider"],
             registry=registry,
         )
+        self.jwks_fetch_retries = Counter(
+            "frontauth_jwks_fetch_retries",
+            "Fetches of an upstream identity provider's JWKS made after a failed one, by provider.",
+            ["provider"],
+            registry=registry,
+        )
         self.storage_errors = Counter(
             "frontauth_storage_errors",
             "Storage operations that failed to reach the backend, by driver and operation.",
@@ -113,8 +120,9 @@ class Metrics:
             self.storage_errors.labels(driver, operation)
 
     def declare_jwks_provider(self, provider: str) -> None:
-        """Create the JWKS fetch error series of an upstream provider at 0."""
+        """Create the JWKS fetch error and retry series of an upstream provider at 0."""
         self.jwks_fetch_errors.labels(provider)
+        self.jwks_fetch_retries.labels(provider)
 
     def count_storage_error(self, exc: StorageUnavailable) -> None:
         self.storage_errors.labels(exc.driver, exc.operation).inc()

@@ -56,6 +56,14 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 # RFC 9068 §2.2: claims every access token must carry.
 _REQUIRED_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
+# Claims required of an external provider's access token, which need not follow
+# RFC 9068: the rest of the rules above only needs these.
+UPSTREAM_REQUIRED_CLAIMS = ("exp", "aud", "sub")
+# Deviation: many identity providers (Keycloak, Microsoft Entra ID, Okta) sign
+# access tokens with typ "JWT" or no typ at all. Their ID tokens stay out
+# because the audience check wants the resource, and an ID token's aud is the
+# client_id.
+_GENERIC_JWT_TYPES = frozenset({None, "jwt", "application/jwt"})
 
 
 @attrs.frozen
@@ -91,6 +99,15 @@ class BearerVerifier:
         refetch_cooldown: minimum seconds between two key set fetches.
         algorithms: accepted signature algorithms. Only asymmetric ones are allowed.
         http_timeout: seconds allowed for each metadata or key set request.
+        additional_issuers: more ``iss`` values accepted besides ``issuer``.
+        verify_issuer: check ``iss`` at all. Turn it off only with an audience
+            that no other issuer's tokens name.
+        required_claims: claims a token must carry. The default is RFC 9068's
+            list; ``UPSTREAM_REQUIRED_CLAIMS`` suits other providers.
+        accept_generic_jwt: also accept the header ``typ`` ``JWT`` or none.
+        keys: a key set cache to share, for example the upstream provider's.
+            When given, ``jwks``, ``jwks_uri``, ``session``, ``jwks_cache_ttl``,
+            ``refetch_cooldown`` and ``http_timeout`` are ignored.
 
     Raises:
         ValueError: an argument is invalid.
@@ -110,13 +127,22 @@ class BearerVerifier:
         refetch_cooldown: float = 30.0,
         algorithms: typing.Iterable[str] = DEFAULT_ALGORITHMS,
         http_timeout: float = 5.0,
+        additional_issuers: typing.Iterable[str] = (),
+        verify_issuer: bool = True,
+        required_claims: typing.Iterable[str] = _REQUIRED_CLAIMS,
+        accept_generic_jwt: bool = False,
+        keys: KeySetCache | None = None,
     ) -> None:
         if urllib.parse.urlsplit(issuer).scheme not in ("https", "http"):
             raise ValueError(f"issuer must be an http or https URL, got {issuer!r}")
         if not audience:
             raise ValueError("audience must be this resource's URL, got an empty string")
         self.issuer = issuer
+        self.issuers = (issuer, *additional_issuers)
+        self.verify_issuer = verify_issuer
         self.audience = audience
+        self.required_claims = tuple(required_claims)
+        self._token_types = _ACCESS_TOKEN_TYPES | (_GENERIC_JWT_TYPES if accept_generic_jwt else frozenset())
         self.required_scopes = _check_scopes(required_scopes)
         if leeway < 0:
             raise ValueError(f"leeway must be 0 or more seconds, got {leeway}")
@@ -129,7 +155,7 @@ class BearerVerifier:
                 f"got {list(self.algorithms)}"
             )
         self._registry = jws.JWSRegistry(algorithms=list(self.algorithms))
-        self.keys = KeySetCache(
+        self.keys = keys or KeySetCache(
             issuer,
             jwks=jwks,
             jwks_uri=jwks_uri,
@@ -186,13 +212,14 @@ class BearerVerifier:
         audience = claims["aud"]
         return VerifiedToken(
             subject=claims["sub"],
-            client_id=claims["client_id"],
+            # azp: the OpenID Connect name for the client, which some providers use instead.
+            client_id=claims.get("client_id") or claims.get("azp") or "",
             scopes=granted,
             audience=(audience,) if isinstance(audience, str) else tuple(audience),
-            issuer=claims["iss"],
+            issuer=claims.get("iss", ""),
             expires_at=int(claims["exp"]),
-            issued_at=int(claims["iat"]),
-            token_id=claims["jti"],
+            issued_at=int(claims.get("iat", 0)),
+            token_id=claims.get("jti", ""),
             claims=types.MappingProxyType(claims),
         )
 
@@ -208,7 +235,9 @@ class BearerVerifier:
         typ = header.get("typ")
         # SECURITY: RFC 9068 §4: checking typ keeps an ID token or another JWT
         # signed by the same key from being accepted as an access token.
-        if not isinstance(typ, str) or typ.lower() not in _ACCESS_TOKEN_TYPES:
+        if typ is not None and not isinstance(typ, str):
+            raise InvalidToken("The access token type is not at+jwt")
+        if (typ.lower() if typ else None) not in self._token_types:
             raise InvalidToken("The access token type is not at+jwt")
         # SECURITY: only the configured asymmetric algorithms, never none or HS*.
         if header.get("alg") not in self.algorithms:
@@ -243,12 +272,11 @@ class BearerVerifier:
         if not isinstance(claims, dict):
             raise InvalidToken("The access token is malformed")
 
-        registry = JWTClaimsRegistry(
-            leeway=self.leeway,
-            iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, "value": self.audience},
-            **{name: {"essential": True} for name in _REQUIRED_CLAIMS if name not in ("iss", "aud")},
-        )
+        options: dict[str, typing.Any] = {name: {"essential": True} for name in self.required_claims}
+        options["aud"] = {"essential": True, "value": self.audience}
+        if self.verify_issuer:
+            options["iss"] = {"essential": True, "values": list(self.issuers)}
+        registry = JWTClaimsRegistry(leeway=self.leeway, **options)
         try:
             registry.validate(claims)
         except ExpiredTokenError:
@@ -258,8 +286,9 @@ class BearerVerifier:
         except ClaimError as exc:
             raise InvalidToken(_CLAIM_DESCRIPTIONS.get(exc.claim, "The access token has an invalid claim")) from None
 
-        if not isinstance(claims["client_id"], str):
-            raise InvalidToken("The access token has an invalid claim")
+        for name in ("client_id", "azp", "sub", "jti", "iss"):
+            if name in claims and not isinstance(claims[name], str):
+                raise InvalidToken("The access token has an invalid claim")
         if not isinstance(claims.get("scope", ""), str):
             raise InvalidToken("The access token has an invalid claim")
         return claims
