@@ -38,6 +38,10 @@ PROFILE_LIFETIMES: dict[str, tuple[int, int]] = {
     "high-security": (300, 86400),
 }
 
+# A stolen refresh token used inside the grace window is not detected as
+# reuse, so the window stays short enough for a retry, not for an attacker.
+MAX_REFRESH_GRACE = 60.0
+
 DEFAULT_SCOPES = {
     "mcp": "Use the MCP server's tools, resources and prompts in your name",
 }
@@ -166,6 +170,11 @@ class TokenSettings:
     code_ttl: int = _help("Authorization code lifetime in seconds.", default=60)
     pending_ttl: int = _help("Lifetime of a pending authorization (sign-in and consent) in seconds.", default=600)
     leeway: int = _help("Clock skew tolerated on exp, nbf and iat, in seconds.", default=30)
+    refresh_grace: float = _help(
+        "Seconds after a refresh during which the same client presenting the same refresh token again gets "
+        "the same new tokens instead of revoking the family; 0 turns the grace window off.",
+        default=5.0,
+    )
 
 
 @attrs.frozen
@@ -720,6 +729,12 @@ def validate(settings: Settings) -> None:
         value = getattr(settings.tokens, name)
         if value is not None and value <= 0:
             _fail(settings, f"tokens.{name}", f"expected a positive number of seconds, got {value}")
+    if not 0 <= settings.tokens.refresh_grace <= MAX_REFRESH_GRACE:
+        _fail(
+            settings,
+            "tokens.refresh_grace",
+            f"expected 0 to {MAX_REFRESH_GRACE} seconds, got {settings.tokens.refresh_grace}",
+        )
     if not settings.scopes:
         _fail(settings, "scopes", "at least one scope is required")
     for scope in settings.scopes:

@@ -12,6 +12,7 @@ record             written by                  consumed by
 pending            /oauth/authorize            take() on consent or denial
 code               consent approval            swap() to "consumed" on redemption
 refresh            code redemption, refresh    swap() to "rotated" on refresh
+rotation           refresh (set_if_absent)     expiry after tokens.refresh_grace
 family             revocation (replay, reuse)  expiry after the refresh lifetime
 session            sign-in                     expiry, or sign-out
 consent            consent approval            expiry (refresh TTL), or revocation
@@ -192,6 +193,22 @@ class Stores:
             self.key("refresh", digest(token)), _dump(attrs.evolve(record, rotated=True))
         )
         return _load(RefreshRecord, before)
+
+    async def claim_rotation(self, token: str, successor: bytes, ttl: float) -> bool:
+        """Record ``successor`` as the one result of refreshing ``token``, for ``ttl`` seconds.
+
+        Returns False when another request claimed the rotation first; the
+        driver's set-if-absent makes exactly one concurrent caller win. The
+        successor holds fresh tokens, so it is stored encrypted and bound to
+        its key.
+        """
+        key = self.key("rotation", digest(token))
+        return await self.driver.set_if_absent(key, self._cipher.seal(successor, key.encode()), ttl)
+
+    async def get_rotation(self, token: str) -> bytes | None:
+        """Return the successor recorded for ``token``; None once the grace window is over."""
+        key = self.key("rotation", digest(token))
+        return self._open(key, await self.driver.get(key))
 
     async def delete_refresh(self, token: str) -> None:
         await self.driver.delete(self.key("refresh", digest(token)))

@@ -206,6 +206,8 @@ async def test_debug_log_of_full_flow_has_no_credentials(tmp_path: typing.Any, l
     config = tmp_path / "frontauth.toml"
     config.write_text(
         f'[login]\nusers_file = "{users}"\n'
+        # Without the grace window, so that the flow's second refresh is logged as reuse.
+        "[tokens]\nrefresh_grace = 0\n"
         '[[clients]]\nclient_id = "portal"\n'
         f'redirect_uris = ["{REDIRECT_URI}"]\n'
         f'client_secret_hash = "{hash_password(CLIENT_SECRET)}"\n'

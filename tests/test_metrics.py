@@ -58,7 +58,9 @@ async def scrape(http: typing.Any) -> Samples:
 async def users_app(aiohttp_client: typing.Any, make_settings: typing.Callable[..., config.Settings], tmp_path: typing.Any) -> typing.Any:
     users = tmp_path / "users.toml"
     add_user(str(users), "alice", "alice-password-1", email="alice@example.com")
-    settings = make_settings(f'[login]\nusers_file = "{users}"\n[ratelimit]\nregister_max_requests = 2\n')
+    settings = make_settings(f'[login]\nusers_file = "{users}"\n[ratelimit]\nregister_max_requests = 2\n'
+        # Without the grace window, the second use of a refresh token is reuse at once.
+        "[tokens]\nrefresh_grace = 0\n")
     return await aiohttp_client(create_app(settings, driver=MemoryDriver(cleanup_interval=0)))
 
 

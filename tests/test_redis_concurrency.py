@@ -18,7 +18,9 @@ from tests.redis_app import RedisTarget, start_app, target_for, unique_prefix
 
 CODE_REDEMPTIONS = 100
 REFRESH_USES = 20
-NO_RATE_LIMIT = "[ratelimit]\nenabled = false\n"
+# Without the refresh grace window, so that concurrent refreshes are reuse;
+# tests/test_refresh_grace.py runs them inside the window.
+NO_RATE_LIMIT = "[ratelimit]\nenabled = false\n[tokens]\nrefresh_grace = 0\n"
 
 
 @pytest.fixture(params=["redis", "rediss+cluster"])

@@ -25,6 +25,8 @@ from tests.redis_app import RedisTarget, StoredKey, start_app, target_for, uniqu
 
 # Seconds a TTL may have run down between the write and the check.
 TTL_SLACK = 5.0
+# Long enough that the rotation key of the refresh is still there when the keys are listed.
+REFRESH_GRACE = 30.0
 # The registration cap counts clients in a window of ten years.
 REGISTRATION_WINDOW = 10 * 365 * 86400
 
@@ -54,7 +56,7 @@ def target(request: pytest.FixtureRequest) -> RedisTarget:
 
 async def test_full_flow_key_layout(aiohttp_client, make_settings, target: RedisTarget) -> None:
     prefix = unique_prefix()
-    http = await start_app(aiohttp_client, make_settings, target, prefix)
+    http = await start_app(aiohttp_client, make_settings, target, prefix, f"[tokens]\nrefresh_grace = {REFRESH_GRACE}\n")
     app_settings = http.app[SERVICES].settings
 
     client = await register(http, token_endpoint_auth_method="client_secret_post")
@@ -88,6 +90,7 @@ async def test_full_flow_key_layout(aiohttp_client, make_settings, target: Redis
         "pending": f"{prefix}pending:{pending_id}",
         "code": f"{prefix}code:{digest(code)}",
         "refresh": f"{prefix}refresh:{digest(first_tokens['refresh_token'])}",
+        "rotation": f"{prefix}rotation:{digest(first_tokens['refresh_token'])}",
         "family": f"{prefix}family:{claims['fid']}",
         "session": f"{prefix}session:{digest(session_cookie)}",
         "consent": f"{prefix}consent:{digest(claims['sub'] + chr(0) + client.client_id)}",
@@ -112,6 +115,7 @@ async def test_full_flow_key_layout(aiohttp_client, make_settings, target: Redis
     assert_ttl(entry["pending"], 600)
     assert_ttl(entry["code"], 60)
     assert_ttl(entry["refresh"], app_settings.refresh_ttl)
+    assert_ttl(entry["rotation"], REFRESH_GRACE)
     assert_ttl(entry["family"], app_settings.refresh_ttl)
     assert_ttl(entry["session"], app_settings.session.ttl)
     assert_ttl(entry["consent"], app_settings.refresh_ttl)
@@ -126,6 +130,8 @@ async def test_full_flow_key_layout(aiohttp_client, make_settings, target: Redis
     # The session is sealed: a version byte, then AES-GCM output with no readable field.
     assert entry["session"].contents[:1] == b"\x01"
     assert claims["sub"].encode() not in entry["session"].contents
+    # The successor tokens kept for retries are sealed the same way.
+    assert entry["rotation"].contents[:1] == b"\x01"
 
     credentials = {
         "code": code,

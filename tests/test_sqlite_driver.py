@@ -323,7 +323,7 @@ async def test_processes_race_has_one_winner(operation: str, tmp_path: pathlib.P
 
 
 async def test_refresh_after_restart(tmp_path: pathlib.Path, servers: list[ServerProcess]) -> None:
-    env = server_env(tmp_path / "auth.db")
+    env = server_env(tmp_path / "auth.db", FRONTAUTH_TOKENS_REFRESH_GRACE="0")
     first = start(tmp_path, servers, env)
     async with browser(first.url) as http:
         client = await register(http)
@@ -342,7 +342,8 @@ async def test_refresh_after_restart(tmp_path: pathlib.Path, servers: list[Serve
 
 
 async def test_two_servers_share_one_file(tmp_path: pathlib.Path, servers: list[ServerProcess]) -> None:
-    env = server_env(tmp_path / "auth.db")
+    # Without the grace window, so that the second presentation is reuse at once.
+    env = server_env(tmp_path / "auth.db", FRONTAUTH_TOKENS_REFRESH_GRACE="0")
     first = start(tmp_path, servers, env)
     second = start(tmp_path, servers, env)
     async with browser(first.url) as http:

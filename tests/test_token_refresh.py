@@ -1,4 +1,8 @@
-"""The refresh_token grant: rotation, reuse detection, client binding and scope narrowing."""
+"""The refresh_token grant: rotation, reuse detection, client binding and scope narrowing.
+
+These tests run without the grace window, so that presenting a rotated token
+a second time is reuse at once; tests/test_refresh_grace.py covers the window.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,17 @@ import asyncio
 
 import pytest
 
-from tests.oauth_checks import ISSUER, introspect, settings, start_app  # noqa: F401 (settings is a fixture)
+from tests.oauth_checks import ISSUER, introspect, load_settings, start_app
 from tests.oauth_flow import exchange, get_code, refresh, register
 
-TWO_SCOPES = '[scopes]\nmcp = "Use the tools"\nfiles = "Read your files"\n'
+NO_GRACE = "[tokens]\nrefresh_grace = 0\n"
+TWO_SCOPES = NO_GRACE + '[scopes]\nmcp = "Use the tools"\nfiles = "Read your files"\n'
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    """Settings without the refresh grace window, loaded once for the module."""
+    return load_settings(tmp_path_factory.mktemp("settings"), NO_GRACE)
 
 
 async def tokens_for(http, client, **extra: str) -> dict[str, object]:

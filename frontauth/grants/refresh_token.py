@@ -1,19 +1,37 @@
 """The refresh_token grant (RFC 6749 §6) with rotation and reuse detection.
 
 Steps: check_parameters, load_refresh, check_binding (client, family, scope),
-rotate (atomic swap to "rotated"), respond with a new pair. A refresh token
-presented after it was rotated revokes its whole family (RFC 9700 §4.14.2),
-so a stolen token and its legitimate twin both stop working.
+rotate, respond with a new pair. A refresh token presented after it was
+rotated revokes its whole family (RFC 9700 §4.14.2), so a stolen token and its
+legitimate twin both stop working.
+
+Grace window (``tokens.refresh_grace`` seconds, 0 turns it off): a client that
+lost the response, or retried from several addresses at once, presents the
+same token again within seconds. Inside the window the same client with the
+same request gets the same successor tokens back instead of a revoked family.
+Rotation with a window runs in this order, every step on one key:
+
+1. issue the successor (its refresh record is stored, but nobody knows it yet);
+2. claim the rotation: set-if-absent of ``rotation:{digest}``, holding the
+   encrypted successor response, with the window as its TTL. Exactly one
+   concurrent request wins. The losers delete their own unused successor and
+   return the winner's;
+3. swap the presented record to "rotated", for reuse detection after the window.
+
+Outside the window the rotation key has expired, so a rotated token revokes
+the family exactly as without a window.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 
-from frontauth.grants.issue import issue_tokens
 from frontauth.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
+from frontauth.grants.issue import issue_tokens
 from frontauth.services import Services
 from frontauth.stores import ClientRecord, RefreshRecord
+from frontauth.tokens import digest
 
 GRANT_TYPE = "refresh_token"
 PARAMETERS = frozenset({"grant_type", "refresh_token", "scope", "resource", "client_id", "client_secret"})
@@ -46,33 +64,70 @@ async def revoke(services: Services, record: RefreshRecord) -> None:
     )
 
 
-async def handle(services: Services, client: ClientRecord, form: dict[str, str]) -> dict[str, object]:
-    token = check_parameters(form)
-    record = await services.stores.get_refresh(token)
-    if record is None:
-        raise InvalidGrant("the refresh token is invalid or expired")
-    if not hmac.compare_digest(record.client_id, client.client_id):
-        # Not rotated: another client must not be able to burn this token.
-        raise InvalidGrant("the refresh token was issued to another client")
-    if record.rotated:
-        # SECURITY: RFC 9700 §4.14.2: reuse of a rotated token revokes the family.
-        await revoke(services, record)
-        raise InvalidGrant("the refresh token was already used", detail="refresh reuse: family revoked")
-    if await services.stores.family_revoked(record.family_id):
-        raise InvalidGrant("the refresh token was revoked")
-    resource = form.get("resource")
-    if resource is not None and resource != record.resource:
-        # RFC 8707 §2: a resource the grant does not cover is invalid_target.
-        raise InvalidTarget("resource does not match the original grant")
-    scope = check_scope(record, form.get("scope"))
+def request_fingerprint(client: ClientRecord, form: dict[str, str]) -> str:
+    """Return a digest of what a retry must repeat: the client, scope and resource."""
+    return digest(json.dumps([client.client_id, form.get("scope"), form.get("resource")]))
 
+
+async def load_retry_response(
+    services: Services, client: ClientRecord, token: str, form: dict[str, str]
+) -> dict[str, object] | None:
+    """Return the successor response again when this request retries a refresh inside the window.
+
+    Returns None when the window is over or the request is not a retry (another
+    client, scope or resource): the caller then treats the token as reused.
+    """
+    raw = await services.stores.get_rotation(token)
+    if raw is None:
+        return None
+    successor = json.loads(raw)
+    if not hmac.compare_digest(successor["request"], request_fingerprint(client, form)):
+        return None
+    response: dict[str, object] = successor["response"]
+    # The access token is the same one, so its remaining lifetime has shrunk.
+    elapsed = max(0, int(services.clock() - successor["issued_at"]))
+    response["expires_in"] = max(0, int(response["expires_in"]) - elapsed)  # type: ignore[call-overload]
+    return response
+
+
+async def rotate_with_grace(
+    services: Services, client: ClientRecord, token: str, record: RefreshRecord, form: dict[str, str], scope: str
+) -> dict[str, object]:
+    """Rotate the token and record the successor for retries inside the grace window."""
+    response = await issue(services, record, scope)
+    successor = {
+        "request": request_fingerprint(client, form),
+        "issued_at": services.clock(),
+        "response": response,
+    }
+    claimed = await services.stores.claim_rotation(
+        token, json.dumps(successor).encode(), services.settings.tokens.refresh_grace
+    )
+    if not claimed:
+        # Another request rotated the token first. No client has received this
+        # successor, so delete it and return the winner's tokens as to a retry.
+        await services.stores.delete_refresh(str(response["refresh_token"]))
+        retry = await load_retry_response(services, client, token, form)
+        if retry is None:
+            await revoke(services, record)
+            raise InvalidGrant("the refresh token was already used", detail="concurrent refresh: family revoked")
+        return retry
+    await services.stores.rotate_refresh(token, record)
+    return response
+
+
+async def rotate_once(services: Services, token: str, record: RefreshRecord, scope: str) -> dict[str, object]:
+    """Rotate the token without a grace window: the first request wins, any other revokes the family."""
     before = await services.stores.rotate_refresh(token, record)
     if before is None:
         raise InvalidGrant("the refresh token is invalid or expired")
     if before.rotated:
         await revoke(services, before)
         raise InvalidGrant("the refresh token was already used", detail="concurrent refresh: family revoked")
+    return await issue(services, record, scope)
 
+
+async def issue(services: Services, record: RefreshRecord, scope: str) -> dict[str, object]:
     return await issue_tokens(
         services,
         client_id=record.client_id,
@@ -83,3 +138,31 @@ async def handle(services: Services, client: ClientRecord, form: dict[str, str])
         auth_time=record.auth_time,
         refresh_scope=record.scope,
     )
+
+
+async def handle(services: Services, client: ClientRecord, form: dict[str, str]) -> dict[str, object]:
+    token = check_parameters(form)
+    record = await services.stores.get_refresh(token)
+    if record is None:
+        raise InvalidGrant("the refresh token is invalid or expired")
+    if not hmac.compare_digest(record.client_id, client.client_id):
+        # Not rotated: another client must not be able to burn this token.
+        raise InvalidGrant("the refresh token was issued to another client")
+    grace = services.settings.tokens.refresh_grace
+    if record.rotated:
+        retry = await load_retry_response(services, client, token, form) if grace > 0 else None
+        if retry is not None and not await services.stores.family_revoked(record.family_id):
+            return retry
+        # SECURITY: RFC 9700 §4.14.2: reuse of a rotated token revokes the family.
+        await revoke(services, record)
+        raise InvalidGrant("the refresh token was already used", detail="refresh reuse: family revoked")
+    if await services.stores.family_revoked(record.family_id):
+        raise InvalidGrant("the refresh token was revoked")
+    resource = form.get("resource")
+    if resource is not None and resource != record.resource:
+        # RFC 8707 §2: a resource the grant does not cover is invalid_target.
+        raise InvalidTarget("resource does not match the original grant")
+    scope = check_scope(record, form.get("scope"))
+    if grace > 0:
+        return await rotate_with_grace(services, client, token, record, form, scope)
+    return await rotate_once(services, token, record, scope)
