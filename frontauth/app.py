@@ -12,9 +12,10 @@ from aiohttp import web
 
 from frontauth import services as services_module
 from frontauth.appkeys import SERVICES
-from frontauth.config import Settings
+from frontauth.config import UPSTREAM_MODES, Settings
 from frontauth.drivers import open_driver
 from frontauth.endpoints import authorize, consent, health, introspect, login, metadata, register, revoke, token, userinfo
+from frontauth import transparent, upstream as upstream_module
 from frontauth.keys import SigningKeys
 from frontauth.metrics import METRICS, Metrics, metrics_endpoint, metrics_middleware
 from frontauth.ratelimit import RATE_LIMITER, RateLimiter, ratelimit_middleware
@@ -22,6 +23,8 @@ from frontauth.responses import error_middleware, headers_middleware
 from frontauth.storage import Driver, StorageUnavailable
 
 logger = logging.getLogger("frontauth.cli")
+
+UPSTREAM = web.AppKey("frontauth_upstream", upstream_module.Upstream)
 
 
 def add_routes(app: web.Application) -> None:
@@ -43,6 +46,13 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/healthz", health.healthz)
     r.add_get("/readyz", health.readyz)
     r.add_static("/static", _static_dir(), append_version=False)
+
+
+def add_transparent_routes(app: web.Application) -> None:
+    """Register the routes of transparent mode, which issues nothing: metadata, token check, probes."""
+    transparent.add_routes(app)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
 
 
 def _static_dir() -> str:
@@ -71,6 +81,7 @@ def create_app(
     *,
     keys: SigningKeys | None = None,
     driver: Driver | None = None,
+    upstream: upstream_module.Upstream | None = None,
 ) -> web.Application:
     """Build the application; the storage driver opens when the app starts.
 
@@ -78,6 +89,8 @@ def create_app(
         settings: validated settings.
         keys: signing keys; loaded from settings when None.
         driver: an already open driver (tests); opened from settings when None.
+        upstream: the connected upstream provider (transparent and remote
+            modes); connected when the app starts when None.
     """
     # Outermost first: the metrics middleware receives every final status, and
     # the rate limiter's 429 and storage errors go through the error middleware.
@@ -94,11 +107,14 @@ def create_app(
         loader=jinja2.PackageLoader("frontauth.templates", "."),
         autoescape=jinja2.select_autoescape(default=True),
     )
-    add_routes(app)
+    if settings.mode == "transparent":
+        add_transparent_routes(app)
+    else:
+        add_routes(app)
 
     async def storage_ctx(app: web.Application) -> typing.AsyncIterator[None]:
         opened = driver or await open_storage(settings)
-        app[SERVICES] = services_module.build(settings, opened, keys)
+        app[SERVICES] = services_module.build(settings, opened, keys, app.get(UPSTREAM))
         if METRICS in app:
             app[METRICS].declare_storage(opened.name)
         limiter = None
@@ -112,5 +128,19 @@ def create_app(
         if driver is None:
             await opened.close()
 
+    async def upstream_ctx(app: web.Application) -> typing.AsyncIterator[None]:
+        connected = upstream or await upstream_module.connect(settings)
+        if METRICS in app:
+            metrics = app[METRICS]
+            provider = connected.issuer
+            metrics.declare_jwks_provider(provider)
+            connected.keys.on_fetch_error = metrics.jwks_fetch_errors.labels(provider).inc
+            connected.keys.on_retry = metrics.jwks_fetch_retries.labels(provider).inc
+        app[UPSTREAM] = connected
+        yield
+        await connected.close()
+
+    if settings.mode in UPSTREAM_MODES:
+        app.cleanup_ctx.append(upstream_ctx)
     app.cleanup_ctx.append(storage_ctx)
     return app

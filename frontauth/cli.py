@@ -161,7 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
 
 
-def _prepare(settings: config.Settings) -> signing_keys.SigningKeys:
+def _prepare(settings: config.Settings) -> signing_keys.SigningKeys | None:
     """Load everything that can fail on configuration before the socket opens."""
     from frontauth.services import load_server_secret
     from frontauth.users import UserDirectory
@@ -170,26 +170,42 @@ def _prepare(settings: config.Settings) -> signing_keys.SigningKeys:
     # before a development key is generated. NOTE: storage is opened later,
     # so a start-up that fails on storage still leaves the generated files.
     UserDirectory(settings)
-    keys = signing_keys.load(settings)
+    # Transparent mode signs nothing, so it needs no signing key.
+    keys = signing_keys.load(settings) if settings.mode in config.ISSUING_MODES else None
     load_server_secret(settings)
     return keys
 
 
-async def _run(settings: config.Settings, keys: signing_keys.SigningKeys, ssl_context: ssl.SSLContext | None) -> int:
+async def _run(
+    settings: config.Settings, keys: signing_keys.SigningKeys | None, ssl_context: ssl.SSLContext | None
+) -> int:
     from frontauth.app import create_app, open_storage
     from frontauth.metrics import METRICS, metrics_app
     from frontauth.storage import StorageUnavailable
 
+    upstream = None
+    if settings.mode in config.UPSTREAM_MODES:
+        from frontauth.upstream import DiscoveryError, connect
+
+        try:
+            upstream = await connect(settings)
+        except DiscoveryError as exc:
+            print(f"frontauth: {exc}", file=sys.stderr)
+            return 1
     try:
         driver = await open_storage(settings)
     except StorageUnavailable as exc:
         print(f"frontauth: storage at storage.url cannot be used: {exc.reason}", file=sys.stderr)
+        if upstream is not None:
+            await upstream.close()
         return 1
     except config.ConfigError as exc:
         # The driver checks its URL and TLS files only when it opens.
         print(f"frontauth: {exc}", file=sys.stderr)
+        if upstream is not None:
+            await upstream.close()
         return 2
-    app = create_app(settings, keys=keys, driver=driver)
+    app = create_app(settings, keys=keys, driver=driver, upstream=upstream)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     runners = [runner]
@@ -223,12 +239,17 @@ async def _run(settings: config.Settings, keys: signing_keys.SigningKeys, ssl_co
     return 0
 
 
-def _log_startup(settings: config.Settings, keys: signing_keys.SigningKeys, driver_name: str) -> None:
+def _log_startup(settings: config.Settings, keys: signing_keys.SigningKeys | None, driver_name: str) -> None:
+    signing = f"signing key {keys.kid} ({keys.alg})" if keys is not None else "no signing key (issues nothing)"
     logger.info(
-        "frontauth serving %s mode, %s profile, on %s (issuer %s), storage %s, signing key %s (%s)",
+        "frontauth serving %s mode, %s profile, on %s (issuer %s), storage %s, %s",
         settings.mode, settings.profile, f"{settings.server.host}:{settings.server.port}",
-        settings.issuer, driver_name, keys.kid, keys.alg,
+        settings.issuer, driver_name, signing,
     )
+    if settings.mode in config.UPSTREAM_MODES:
+        logger.info("upstream identity provider: %s", settings.upstream.provider)
+    for setting, message in config.warnings_of(settings):
+        logger.warning("%s (%s)", message, setting)
     logger.info("transport: %s", "HTTPS with server.tls_cert" if settings.server.tls_cert else "plain HTTP")
     if settings.metrics.enabled:
         where = (

@@ -24,7 +24,7 @@ import attrs
 
 PROFILES = ("development", "staging", "production", "high-security")
 MODES = ("local", "public", "transparent", "remote")
-IMPLEMENTED_MODES = ("local",)
+IMPLEMENTED_MODES = ("local", "transparent")
 # Modes that mint and sign their own tokens, so they need a signing key.
 ISSUING_MODES = ("local", "remote")
 # Modes whose identities come from the upstream identity provider.
@@ -710,7 +710,7 @@ def validate(settings: Settings) -> None:
     if settings.mode not in MODES:
         _fail(settings, "mode", f"expected one of {', '.join(MODES)}, got {settings.mode!r}")
     if settings.mode not in IMPLEMENTED_MODES:
-        _fail(settings, "mode", f"mode {settings.mode!r} is not available in this version; use 'local'")
+        _fail(settings, "mode", f"mode {settings.mode!r} is not available in this version; use one of {', '.join(IMPLEMENTED_MODES)}")
     if settings.profile not in PROFILES:
         _fail(settings, "profile", f"expected one of {', '.join(PROFILES)}, got {settings.profile!r}")
     if not 0 < settings.server.port < 65536:

@@ -11,12 +11,16 @@ import attrs
 
 from frontauth import keys as signing_keys
 from frontauth.clients import ClientRegistry
-from frontauth.config import Settings
+from frontauth.config import ISSUING_MODES, Settings
 from frontauth.encryption import RecordCipher, derive_key
 from frontauth.storage import Driver
 from frontauth.stores import Stores
 from frontauth.tokens import AccessTokenMinter
 from frontauth.users import UserDirectory
+
+if typing.TYPE_CHECKING:
+    from frontauth.resource.verifier import BearerVerifier
+    from frontauth.upstream import Upstream
 
 logger = logging.getLogger("frontauth.cli")
 
@@ -24,14 +28,16 @@ logger = logging.getLogger("frontauth.cli")
 @attrs.define
 class Services:
     settings: Settings
-    keys: signing_keys.SigningKeys
+    keys: signing_keys.SigningKeys | None  # None in transparent mode, which signs nothing
     driver: Driver
     stores: Stores
     clients: ClientRegistry
     users: UserDirectory
-    minter: AccessTokenMinter
+    minter: AccessTokenMinter | None  # None in transparent mode
     csrf_key: bytes = attrs.field(repr=False)
     clock: typing.Callable[[], float] = time.time
+    upstream: Upstream | None = None
+    upstream_verifier: BearerVerifier | None = None  # transparent mode
 
 
 def load_server_secret(settings: Settings) -> str:
@@ -55,9 +61,17 @@ def load_server_secret(settings: Settings) -> str:
     return secret
 
 
-def build(settings: Settings, driver: Driver, keys: signing_keys.SigningKeys | None = None) -> Services:
-    """Assemble the services around an opened driver."""
-    keys = keys or signing_keys.load(settings)
+def build(
+    settings: Settings,
+    driver: Driver,
+    keys: signing_keys.SigningKeys | None = None,
+    upstream: Upstream | None = None,
+) -> Services:
+    """Assemble the services around an opened driver and, in the upstream modes, the connected provider."""
+    if keys is None and settings.mode in ISSUING_MODES:
+        keys = signing_keys.load(settings)
+    from frontauth.transparent import build_verifier
+
     secret = load_server_secret(settings)
     cipher = RecordCipher(secret, settings.server.machine_id)
     stores = Stores(driver, settings.storage.prefix, cipher)
@@ -68,6 +82,8 @@ def build(settings: Settings, driver: Driver, keys: signing_keys.SigningKeys | N
         stores=stores,
         clients=ClientRegistry(settings, stores),
         users=UserDirectory(settings),
-        minter=AccessTokenMinter(keys, settings.issuer, settings.access_ttl),
+        minter=AccessTokenMinter(keys, settings.issuer, settings.access_ttl) if keys is not None else None,
         csrf_key=derive_key(secret, settings.server.machine_id, b"csrf v1"),
+        upstream=upstream,
+        upstream_verifier=build_verifier(settings, upstream) if upstream and settings.mode == "transparent" else None,
     )
