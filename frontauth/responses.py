@@ -16,6 +16,7 @@ import urllib.parse
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from frontauth import errors
 from frontauth.appkeys import SERVICES
@@ -116,7 +117,23 @@ async def error_middleware(request: web.Request, handler: typing.Callable[..., t
         error.status = 413
         _log_rejection(request, error)
         return render_error(request, error)
-    except web.HTTPException:
+    except (web.RequestPayloadError, HttpProcessingError) as exc:
+        # The client sent a body that cannot be decoded (bad gzip, unsupported
+        # content-encoding, truncated chunks): a client error, not a server fault.
+        error = errors.InvalidRequest("the request body cannot be decoded", detail=type(exc).__name__)
+        _log_rejection(request, error)
+        return render_error(request, error)
+    except web.HTTPException as exc:
+        if exc.status == 400 and request.path not in BROWSER_PATHS and exc.content_type == "text/plain":
+            # aiohttp raises plain-text 400s for bodies it cannot read (for
+            # example an unsupported content-encoding): answer in the OAuth form.
+            error = errors.InvalidRequest("the request body cannot be decoded", detail=exc.text)
+            _log_rejection(request, error)
+            return render_error(request, error)
+        raise
+    except ConnectionResetError:
+        # The client went away mid-request; nobody is left to answer.
+        logger.debug("client disconnected during %s %s", request.method, request.path)
         raise
     except Exception:
         logger.exception("unexpected error on %s %s", request.method, request.path)
