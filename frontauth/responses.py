@@ -134,7 +134,7 @@ async def error_middleware(request: web.Request, handler: typing.Callable[..., t
     except ConnectionResetError:
         # The client went away mid-request; nobody is left to answer.
         logger.debug("client disconnected during %s %s", request.method, request.path)
-        raise
+        return web.Response(status=400)
     except Exception:
         logger.exception("unexpected error on %s %s", request.method, request.path)
         return render_error(request, errors.ServerError("internal server error"))
