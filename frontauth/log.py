@@ -98,7 +98,9 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = self.redactor(message)
+        # SECURITY: escape line breaks so that a path or parameter cannot
+        # forge a log line (CWE-117). Tracebacks travel in exc_info, not here.
+        cleaned = self.redactor(message).replace("\r", "\\r").replace("\n", "\\n")
         if cleaned != message or record.args:
             record.msg = cleaned
             record.args = None

@@ -240,3 +240,14 @@ async def test_debug_log_of_full_flow_has_no_credentials(tmp_path: typing.Any, l
         lines = [line for line in output.splitlines() if line.startswith("{")]
         assert lines
         assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def test_line_breaks_in_messages_are_escaped(caplog):
+    import logging
+
+    from frontauth.log import RedactingFilter
+
+    logger = logging.getLogger("frontauth.access")
+    record = logger.makeRecord("frontauth.access", logging.INFO, __file__, 1, "GET %s 404", ("/x\n2026 INFO FORGED\r",), None)
+    RedactingFilter().filter(record)
+    assert record.getMessage() == "GET /x\\n2026 INFO FORGED\\r 404"
