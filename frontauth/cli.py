@@ -110,7 +110,7 @@ def _users_add(args: argparse.Namespace) -> int:
         return 2
     try:
         add_user(args.file, args.name, password, name=args.display_name, email=args.email)
-    except (OSError, config.ConfigError) as exc:
+    except (OSError, ValueError, config.ConfigError) as exc:
         print(f"frontauth: {exc}", file=sys.stderr)
         return 1
     print(f"added user {args.name} to {args.file}", file=sys.stderr)

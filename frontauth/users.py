@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import importlib
 import inspect
+import json
 import os
 import re
 import tomllib
@@ -177,6 +178,9 @@ def load_hook(dotted: str, source: str | None) -> typing.Callable[..., typing.An
 
 def add_user(path: str, username: str, password: str, name: str | None = None, email: str | None = None) -> None:
     """Add or replace a user in a users file, keeping the other entries."""
+    for label, value in (("user name", username), ("name", name), ("e-mail address", email)):
+        if value is not None and (not value.isprintable() or not value.strip()):
+            raise ValueError(f"the {label} must be printable text without line breaks")
     users: dict[str, dict[str, str]] = {}
     if os.path.exists(path):
         users = load_users_file(path, f"file {path}")
@@ -199,7 +203,9 @@ def add_user(path: str, username: str, password: str, name: str | None = None, e
 
 
 def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # A JSON string without ASCII escaping is a valid TOML basic string: both
+    # escape quotes, backslashes and control characters the same way.
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _toml_key(value: str) -> str:

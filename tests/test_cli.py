@@ -68,3 +68,19 @@ async def test_authenticate_hook_is_called(tmp_path, monkeypatch):
     assert identity.subject == "user-42"
     assert identity.email == "carol@example.com"
     assert await directory.authenticate("carol", "nope") is None
+
+
+def test_users_add_rejects_line_breaks(tmp_path):
+    result = run_frontauth(str(tmp_path), "users", "add", "carol", "--file", "u.toml",
+                           "--email", 'x"\nevil = "1', stdin="password-one\n")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "frontauth: the e-mail address must be printable text without line breaks"
+    assert not (tmp_path / "u.toml").exists()
+
+
+def test_users_add_escapes_quotes(tmp_path):
+    result = run_frontauth(str(tmp_path), "users", "add", 'we"ird\\name', "--file", "u.toml",
+                           "--display-name", 'Dana "D" O\'Neil', stdin="password-one\n")
+    assert result.returncode == 0, result.stderr
+    users = tomllib.loads((tmp_path / "u.toml").read_text())["users"]
+    assert users['we"ird\\name']["name"] == 'Dana "D" O\'Neil'
