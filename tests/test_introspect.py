@@ -92,11 +92,27 @@ async def test_public_client_sees_other_clients_token_inactive(http, kind):
 
 
 @pytest.mark.parametrize("kind", ["access_token", "refresh_token"])
-async def test_confidential_client_sees_any_token(http, kind):
+async def test_registered_confidential_client_sees_only_own(http, kind):
     client = await register(http)
-    resource_server = await register(http, token_endpoint_auth_method="client_secret_post")
+    scanner = await register(http, token_endpoint_auth_method="client_secret_post")
     tokens = await tokens_for(http, client)
-    body = await introspect(http, resource_server, tokens[kind])
+    assert await introspect(http, scanner, tokens[kind]) == INACTIVE
+
+
+@pytest.mark.parametrize("kind", ["access_token", "refresh_token"])
+async def test_configured_resource_server_sees_any_token(aiohttp_client, make_settings, kind):
+    from frontauth.users import hash_password
+    from tests.oauth_flow import Client
+
+    secret = "resource-server-secret-0123456789"
+    settings = make_settings(
+        '[[clients]]\nclient_id = "rs"\nredirect_uris = ["https://rs.example/cb"]\n'
+        f'client_secret_hash = "{hash_password(secret)}"\ntoken_endpoint_auth_method = "client_secret_post"\n'
+    )
+    http = await start_app(aiohttp_client, settings)
+    client = await register(http)
+    tokens = await tokens_for(http, client)
+    body = await introspect(http, Client("rs", secret), tokens[kind])
     assert body["active"] is True
     assert body["client_id"] == client.client_id
 

@@ -1,7 +1,10 @@
 """Token introspection (RFC 7662) for resource servers that prefer it to JWT checks.
 
-Confidential clients (resource servers) may introspect any token; a public
-client only the tokens issued to it. Anything else is ``{"active": false}``.
+Confidential clients from the configuration (the operator's resource servers)
+may introspect any token. Every other client, including confidential clients
+that registered themselves, only sees the tokens issued to it, because open
+registration must not open token scanning (RFC 7662 §4). Anything else is
+``{"active": false}``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ async def active_access_claims(services: Services, token: str) -> dict[str, obje
 
 
 def _visible_to(client: ClientRecord, owner: str) -> bool:
-    return client.confidential or hmac.compare_digest(owner, client.client_id)
+    if client.confidential and not client.dynamic:
+        return True
+    return hmac.compare_digest(owner, client.client_id)
 
 
 async def introspect(request: web.Request) -> web.Response:
