@@ -15,7 +15,8 @@ from frontauth.appkeys import SERVICES
 from frontauth.config import UPSTREAM_MODES, Settings
 from frontauth.drivers import open_driver
 from frontauth.endpoints import authorize, consent, health, introspect, login, metadata, register, revoke, token, userinfo
-from frontauth import transparent, upstream as upstream_module
+from frontauth import remote, transparent, upstream as upstream_module
+from frontauth.endpoints import callback
 from frontauth.keys import SigningKeys
 from frontauth.metrics import METRICS, Metrics, metrics_endpoint, metrics_middleware
 from frontauth.ratelimit import RATE_LIMITER, RateLimiter, ratelimit_middleware
@@ -27,15 +28,19 @@ logger = logging.getLogger("frontauth.cli")
 UPSTREAM = web.AppKey("frontauth_upstream", upstream_module.Upstream)
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, mode: str = "local") -> None:
+    """Register the routes of the issuing modes; remote mode has /oauth/callback instead of sign-in."""
     r = app.router
     r.add_get("/.well-known/oauth-authorization-server", metadata.authorization_server)
     r.add_get("/.well-known/openid-configuration", metadata.authorization_server)
     r.add_get("/.well-known/oauth-protected-resource", metadata.protected_resource)
     r.add_get("/.well-known/jwks.json", metadata.jwks)
     r.add_get("/oauth/authorize", authorize.authorize)
-    r.add_get("/oauth/login", login.login_page)
-    r.add_post("/oauth/login", login.login_submit)
+    if mode == "remote":
+        r.add_get(remote.CALLBACK_PATH, callback.callback)
+    else:
+        r.add_get("/oauth/login", login.login_page)
+        r.add_post("/oauth/login", login.login_submit)
     r.add_get("/oauth/consent", consent.consent_page)
     r.add_post("/oauth/consent", consent.consent_submit)
     r.add_post("/oauth/token", token.token)
@@ -110,7 +115,7 @@ def create_app(
     if settings.mode == "transparent":
         add_transparent_routes(app)
     else:
-        add_routes(app)
+        add_routes(app, settings.mode)
 
     async def storage_ctx(app: web.Application) -> typing.AsyncIterator[None]:
         opened = driver or await open_storage(settings)

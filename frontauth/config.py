@@ -24,7 +24,7 @@ import attrs
 
 PROFILES = ("development", "staging", "production", "high-security")
 MODES = ("local", "public", "transparent", "remote")
-IMPLEMENTED_MODES = ("local", "transparent")
+IMPLEMENTED_MODES = ("local", "transparent", "remote")
 # Modes that mint and sign their own tokens, so they need a signing key.
 ISSUING_MODES = ("local", "remote")
 # Modes whose identities come from the upstream identity provider.
@@ -434,7 +434,8 @@ class Settings:
         if self.login.development_login is not None:
             return self.login.development_login
         return (
-            self.profile == "development"
+            self.mode == "local"
+            and self.profile == "development"
             and self.login.users_file is None
             and self.login.authenticate is None
         )

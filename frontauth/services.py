@@ -21,6 +21,7 @@ from frontauth.users import UserDirectory
 if typing.TYPE_CHECKING:
     from frontauth.resource.verifier import BearerVerifier
     from frontauth.upstream import Upstream
+    from frontauth.vault import UpstreamVault
 
 logger = logging.getLogger("frontauth.cli")
 
@@ -38,6 +39,7 @@ class Services:
     clock: typing.Callable[[], float] = time.time
     upstream: Upstream | None = None
     upstream_verifier: BearerVerifier | None = None  # transparent mode
+    vault: UpstreamVault | None = None  # remote mode
 
 
 def load_server_secret(settings: Settings) -> str:
@@ -71,6 +73,7 @@ def build(
     if keys is None and settings.mode in ISSUING_MODES:
         keys = signing_keys.load(settings)
     from frontauth.transparent import build_verifier
+    from frontauth.vault import UpstreamVault
 
     secret = load_server_secret(settings)
     cipher = RecordCipher(secret, settings.server.machine_id)
@@ -86,4 +89,5 @@ def build(
         csrf_key=derive_key(secret, settings.server.machine_id, b"csrf v1"),
         upstream=upstream,
         upstream_verifier=build_verifier(settings, upstream) if upstream and settings.mode == "transparent" else None,
+        vault=UpstreamVault(stores, upstream, settings.refresh.skew_seconds) if upstream and settings.mode == "remote" else None,
     )

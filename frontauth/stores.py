@@ -18,6 +18,8 @@ session            sign-in                     expiry, or sign-out
 consent            consent approval            expiry (refresh TTL), or revocation
 revoked            RFC 7009 revocation         expiry at the access token's exp
 client             registration, config        deletion (RFC 7592)
+upstream_state     /oauth/authorize (remote)   take() on /oauth/callback
+vault              /oauth/callback (remote)    expiry with the session
 =================  ==========================  ===================================
 """
 
@@ -129,6 +131,27 @@ class ClientRecord:
     @property
     def confidential(self) -> bool:
         return self.token_endpoint_auth_method != "none"
+
+
+@attrs.frozen
+class UpstreamState:
+    """What /oauth/callback needs from the request frontauth sent to the upstream provider (remote mode)."""
+
+    pending_id: str
+    code_verifier: str = attrs.field(repr=False)
+    nonce: str
+
+
+@attrs.frozen
+class VaultRecord:
+    """The upstream provider's tokens of one browser session (remote mode)."""
+
+    access_token: str = attrs.field(repr=False)
+    expires_at: int | None  # epoch seconds; None when the provider gave no expires_in
+    refresh_token: str | None = attrs.field(default=None, repr=False)
+    id_token: str | None = attrs.field(default=None, repr=False)
+    scope: str = ""
+    subject: str = ""
 
 
 class Stores:
@@ -283,3 +306,31 @@ class Stores:
     async def create_client(self, record: ClientRecord) -> bool:
         """Store a new client; False when the client_id is taken."""
         return await self.driver.set_if_absent(self.key("client", record.client_id), _dump(record), None)
+
+    # remote mode: upstream state and the vault (encrypted) ---------------------
+
+    async def put_upstream_state(self, state: str, record: UpstreamState, ttl: int) -> None:
+        key = self.key("upstream_state", digest(state))
+        await self.driver.set(key, self._cipher.seal(_dump(record), key.encode()), ttl)
+
+    async def take_upstream_state(self, state: str) -> UpstreamState | None:
+        """Remove and return the upstream state; None when unknown, expired or already used."""
+        key = self.key("upstream_state", digest(state))
+        return _load(UpstreamState, self._open(key, await self.driver.take(key)))
+
+    def _vault_key(self, session_id: str) -> str:
+        return self.key("vault", digest(session_id))
+
+    async def put_vault(self, session_id: str, record: VaultRecord, ttl: int) -> None:
+        key = self._vault_key(session_id)
+        await self.driver.set(key, self._cipher.seal(_dump(record), key.encode()), ttl)
+
+    async def replace_vault(self, session_id: str, record: VaultRecord) -> None:
+        """Replace the vault record of a session, keeping the session's remaining TTL."""
+        key = self._vault_key(session_id)
+        await self.driver.swap(key, self._cipher.seal(_dump(record), key.encode()))
+
+    async def get_vault(self, session_id: str) -> VaultRecord | None:
+        """Return the upstream tokens of a session; None when missing, expired or undecryptable."""
+        key = self._vault_key(session_id)
+        return _load(VaultRecord, self._open(key, await self.driver.get(key)))

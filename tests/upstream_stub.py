@@ -9,6 +9,8 @@ body that is not a key set. Tests sign their own tokens with its keys.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import time
 import typing
 
@@ -52,13 +54,65 @@ class UpstreamStub:
         self.metadata_requests = 0
         self.oidc_metadata = True
         self.extra_metadata: dict[str, typing.Any] = {}
+        # Token endpoint of remote mode: issued codes, their faults, and counters.
+        self.client_id = "frontauth-at-idp"
+        self.codes: dict[str, dict[str, typing.Any]] = {}
+        self.token_fault: str | None = None  # "500", "invalid_grant", "no_id_token"
+        self.id_token_overrides: dict[str, typing.Any] = {}
+        self.expires_in = 3600
+        self.refresh_requests = 0
+        self.refresh_fault = False
+        self.userinfo_claims: dict[str, typing.Any] = {"name": "Alice Upstream", "email": "alice@idp.example"}
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/.well-known/openid-configuration", self.openid_configuration)
         app.router.add_get("/.well-known/oauth-authorization-server", self.oauth_metadata)
         app.router.add_get("/jwks", self.jwks)
+        app.router.add_post("/token", self.token)
+        app.router.add_get("/userinfo", self.userinfo)
         return app
+
+    def issue_code(self, authorization_params: dict[str, str], subject: str = "alice") -> str:
+        """Record a code as the provider's sign-in would, bound to the request's PKCE challenge and nonce."""
+        code = f"code-{len(self.codes)}"
+        self.codes[code] = {**authorization_params, "sub": subject}
+        return code
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("grant_type") == "refresh_token":
+            self.refresh_requests += 1
+            await asyncio.sleep(0.05)  # let concurrent readers pile up behind one refresh
+            if self.refresh_fault:
+                return web.json_response({"error": "invalid_grant"}, status=400)
+            return web.json_response({"access_token": f"at-refreshed-{self.refresh_requests}",
+                                      "token_type": "Bearer", "expires_in": self.expires_in})
+        if self.token_fault == "500":
+            return web.Response(status=500, text="internal error")
+        granted = self.codes.pop(str(form.get("code")), None)
+        if self.token_fault == "invalid_grant" or granted is None:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        verifier = str(form.get("code_verifier", ""))
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if challenge != granted["code_challenge"] or form.get("redirect_uri") != granted["redirect_uri"]:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        now = int(time.time())
+        id_claims = {"iss": self.issuer, "sub": granted["sub"], "aud": self.client_id, "exp": now + 300,
+                     "iat": now, "nonce": granted["nonce"], **self.id_token_overrides}
+        key = self.keys[0]
+        id_token = jwt.encode({"alg": "ES256", "kid": key.kid, "typ": "JWT"},
+                              {k: v for k, v in id_claims.items() if v is not None}, key, algorithms=["ES256"])
+        body = {"access_token": "at-initial", "token_type": "Bearer", "expires_in": self.expires_in,
+                "refresh_token": "rt-initial", "scope": granted.get("scope", "")}
+        if self.token_fault != "no_id_token":
+            body["id_token"] = id_token
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+    async def userinfo(self, request: web.Request) -> web.Response:
+        if not request.headers.get("Authorization", "").startswith("Bearer at-"):
+            return web.json_response({"error": "invalid_token"}, status=401)
+        return web.json_response({"sub": "alice", **self.userinfo_claims})
 
     def metadata(self) -> dict[str, typing.Any]:
         return {

@@ -15,7 +15,7 @@ import time
 import attrs
 from aiohttp import web
 
-from frontauth import authorization, pkce
+from frontauth import authorization, pkce, remote
 from frontauth.appkeys import SERVICES
 from frontauth.browser import ensure_browser_id, load_session, set_cookies
 from frontauth.params import split_pairs
@@ -74,7 +74,11 @@ async def authorize(request: web.Request) -> web.StreamResponse:
     pending_id = new_opaque()
     await services.stores.put_pending(pending_id, pending, services.settings.tokens.pending_ttl)
     page = "consent" if session is not None else "login"
-    response = web.Response(status=302, headers={"Location": f"{services.settings.issuer}/oauth/{page}?pending={pending_id}", **NO_STORE})
+    if session is None and services.settings.mode == "remote":
+        # Remote mode: the person signs in at the upstream identity provider.
+        response = await remote.redirect_upstream(services, pending_id)
+    else:
+        response = web.Response(status=302, headers={"Location": f"{services.settings.issuer}/oauth/{page}?pending={pending_id}", **NO_STORE})
     set_cookies(response, services, cookies)
     return response
 
