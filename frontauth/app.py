@@ -6,10 +6,9 @@ import asyncio
 import logging
 import typing
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
+from frontauth import pages
 from frontauth import services as services_module
 from frontauth.appkeys import SERVICES
 from frontauth.config import UPSTREAM_MODES, Settings
@@ -107,11 +106,7 @@ def create_app(
         app[METRICS] = Metrics()
         if settings.metrics.port is None:
             app.router.add_get("/metrics", metrics_endpoint)
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.PackageLoader("frontauth.templates", "."),
-        autoescape=jinja2.select_autoescape(default=True),
-    )
+    pages.setup(app, settings)
     if settings.mode == "transparent":
         add_transparent_routes(app)
     else:

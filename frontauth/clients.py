@@ -28,6 +28,8 @@ def client_from_settings(entry: ClientSettings) -> ClientRecord:
         token_endpoint_auth_method=method,
         client_secret_hash=entry.client_secret_hash,
         client_name=entry.client_name,
+        client_uri=entry.client_uri,
+        logo_uri=entry.logo_uri,
         scope=entry.scope,
     )
 

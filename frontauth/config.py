@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -190,6 +191,12 @@ class LoginSettings:
         "Defaults to on in development when no users_file or authenticate is set.",
         default=None,
     )
+    max_failures: int = _help(
+        "Failed sign-ins allowed per user name in failure_window, whether or not the user exists; "
+        "then the form refuses that name until the window moves on. 0 turns the limit off.",
+        default=10,
+    )
+    failure_window: float = _help("Length of the window that max_failures counts in, in seconds.", default=900.0)
 
 
 @attrs.frozen
@@ -202,6 +209,23 @@ class SessionSettings:
 class ConsentSettings:
     enabled: bool = _help("Show the consent page before issuing a code.", default=True)
     remember: bool = _help("Skip the consent page when the user already approved these scopes.", default=True)
+
+
+@attrs.frozen
+class PagesSettings:
+    product_name: str = _help("Name shown in the header and title of the sign-in, consent and error pages.",
+                              default="frontauth")
+    logo_file: str | None = _help(
+        "PNG, JPEG, SVG or WebP file shown beside product_name; frontauth serves it itself.", default=None
+    )
+    accent_color: str = _help("Colour of buttons and links, as #rgb or #rrggbb; white button text must stay readable on it.", default="#1f5fbf")
+    background_color: str = _help("Page background colour, as #rgb or #rrggbb.", default="#f4f6f8")
+    text_color: str = _help("Body text colour, as #rgb or #rrggbb.", default="#1b1f24")
+    template_dir: str | None = _help(
+        "Folder of Jinja templates searched before the packaged ones; a file there named like a packaged "
+        "template (base.html, login.html, consent.html, error.html, closed.html) replaces it.",
+        default=None,
+    )
 
 
 @attrs.frozen
@@ -223,6 +247,8 @@ class ClientSettings:
     client_id: str = _help("Client identifier.")
     redirect_uris: tuple[str, ...] = _help("Exact redirect URIs of the client.")
     client_name: str | None = _help("Name shown on the consent page.", default=None)
+    client_uri: str | None = _help("https address of the client's web site, linked from the consent page.", default=None)
+    logo_uri: str | None = _help("https address of the client's logo, shown on the consent page.", default=None)
     client_secret_hash: str | None = _help(
         "Hash of the client secret (frontauth clients hash-secret); unset for a public client.",
         default=None,
@@ -395,6 +421,7 @@ class Settings:
     login: LoginSettings = _help("Sign-in in local mode.", factory=LoginSettings)
     session: SessionSettings = _help("Browser session at the authorization server.", factory=SessionSettings)
     consent: ConsentSettings = _help("Consent page.", factory=ConsentSettings)
+    pages: PagesSettings = _help("Branding and templates of the browser pages.", factory=PagesSettings)
     registration: RegistrationSettings = _help("Dynamic client registration.", factory=RegistrationSettings)
     clients: tuple[ClientSettings, ...] = _help("Pre-registered clients.", default=())
     ratelimit: RateLimitSettings = _help("Rate limits per client address.", factory=RateLimitSettings)
@@ -767,6 +794,7 @@ def validate(settings: Settings) -> None:
     _check_transport(settings)
     _check_upstream(settings)
     _check_ratelimit(settings)
+    _check_pages(settings)
     _check_metrics(settings)
     if settings.keys.rotation_days < 1:
         _fail(settings, "keys.rotation_days", f"expected at least 1 day, got {settings.keys.rotation_days}")
@@ -868,6 +896,35 @@ def _check_ratelimit(settings: Settings) -> None:
             _fail(settings, f"ratelimit.{name}", f"expected at least 1 request, got {value}")
 
 
+def _check_pages(settings: Settings) -> None:
+    """Check the branding values that reach the served stylesheet and the sign-in limit."""
+    pages = settings.pages
+    for name in ("accent_color", "background_color", "text_color"):
+        value = getattr(pages, name)
+        # SECURITY: the colours are written into CSS, so only a hex colour may pass.
+        if not _HEX_COLOR.fullmatch(value):
+            _fail(settings, f"pages.{name}", f"expected a colour like #1f5fbf or #fff, got {value!r}")
+    if not pages.product_name.strip() or len(pages.product_name) > 80:
+        _fail(settings, "pages.product_name", "expected 1 to 80 characters")
+    if pages.logo_file is not None:
+        if os.path.splitext(pages.logo_file)[1].lower() not in LOGO_TYPES:
+            _fail(settings, "pages.logo_file", f"expected one of {', '.join(LOGO_TYPES)}, got {pages.logo_file!r}")
+        if not os.path.isfile(pages.logo_file):
+            _fail(settings, "pages.logo_file", f"file {pages.logo_file!r} not found")
+    if pages.template_dir is not None and not os.path.isdir(pages.template_dir):
+        _fail(settings, "pages.template_dir", f"folder {pages.template_dir!r} not found")
+    if settings.login.max_failures < 0:
+        _fail(settings, "login.max_failures", f"expected 0 (off) or more, got {settings.login.max_failures}")
+    if settings.login.failure_window <= 0:
+        _fail(settings, "login.failure_window", f"expected a positive number of seconds, got {settings.login.failure_window}")
+
+
+_HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+# File extension -> Content-Type of the logo that /oauth/brand/logo serves.
+LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
+              ".webp": "image/webp"}
+
+
 def _check_metrics(settings: Settings) -> None:
     port = settings.metrics.port
     if port is None:
@@ -900,6 +957,10 @@ def _check_clients(settings: Settings) -> None:
             _fail(settings, f"{path}.token_endpoint_auth_method", f"unsupported method {method!r}")
         if method in ("client_secret_basic", "client_secret_post") and not client.client_secret_hash:
             _fail(settings, f"{path}.client_secret_hash", f"required for {method}")
+        for name in ("client_uri", "logo_uri"):
+            value = getattr(client, name)
+            if value is not None and not value.startswith("https://"):
+                _fail(settings, f"{path}.{name}", f"expected an https URL, got {value!r}")
         if client.scope:
             unknown = set(client.scope.split()) - set(settings.scopes)
             if unknown:

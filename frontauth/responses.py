@@ -33,6 +33,8 @@ VERIFIED_REDIRECT = web.RequestKey("verified_redirect", tuple)
 CLIENT_ID = web.RequestKey("client_id", str)
 # Extra form-action sources for the page's CSP (the client's redirect origin).
 FORM_ACTION = web.RequestKey("form_action", str)
+# Extra img-src source for the page's CSP (the origin of a configured client's logo).
+IMG_SRC = web.RequestKey("img_src", str)
 
 BROWSER_PATHS = frozenset({"/oauth/authorize", "/oauth/login", "/oauth/consent", "/oauth/callback"})
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -145,8 +147,12 @@ def _content_security_policy(request: web.Request) -> str:
     extra = request.get(FORM_ACTION)
     if extra:
         form_action += " " + extra
+    img_src = "'self'"
+    if request.get(IMG_SRC):
+        img_src += " " + request[IMG_SRC]
+    # No script at all and no inline style: the pages use only /static and /branding files.
     return (
-        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        f"default-src 'none'; style-src 'self'; img-src {img_src}; "
         f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     )
 

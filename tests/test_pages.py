@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import html.parser
+import typing
 import urllib.parse
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from frontauth import config
+from frontauth.appkeys import SERVICES
 from frontauth.users import add_user
 from tests.oauth_checks import (  # noqa: F401 (settings, unlimited_settings and unlimited are fixtures)
     ISSUER,
@@ -23,11 +26,14 @@ from tests.oauth_checks import (  # noqa: F401 (settings, unlimited_settings and
 )
 from tests.oauth_flow import (
     REDIRECT_URI,
+    Client,
     approve,
     authorize_params,
     exchange,
     get_code,
+    local_path,
     new_pkce,
+    parse_form,
     query_of,
     register,
     sign_in,
@@ -465,3 +471,269 @@ async def test_odd_input_no_server_error(unlimited, kind):
         if kind == "parameter-values":
             requests += query_requests(path, {"pending": fields["pending"]}, client.client_id, cookies)[kind]
     assert await server_errors(unlimited, requests) == []
+
+
+async def test_session_cookie_flags_over_https(aiohttp_client, make_settings):
+    settings = make_settings('public_url = "https://auth.example.com"\n[session]\nttl = 1800\n')
+    http = await start_app(aiohttp_client, settings)
+    client = await register(http)
+    _, challenge = new_pkce()
+    started = await http.get("/oauth/authorize", params=authorize_params(client, challenge), allow_redirects=False)
+    # The test client speaks http, so it keeps a Secure cookie to itself: send it by hand.
+    browser = {"Cookie": f"frontauth_browser={started.cookies['frontauth_browser'].value}"}
+    page = await http.get(local_path(started.headers["Location"]), headers=browser)
+    fields = dict(parse_form(await page.text())["fields"])
+    response = await http.post("/oauth/login", data={**fields, "username": "alice@example.com"}, headers=browser,
+                               allow_redirects=False)
+    assert response.status == 303
+    assert started.cookies["frontauth_browser"]["secure"] is True
+    cookie = response.cookies["frontauth_session"]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert cookie["secure"] is True
+    assert cookie["max-age"] == "1800"
+    assert cookie["path"] == "/oauth"
+
+
+async def test_session_cookie_not_secure_over_http(http):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    response = await post_form(http, "/oauth/login", {**fields, "username": "alice@example.com"})
+    assert response.cookies["frontauth_session"]["secure"] == ""
+
+
+# --- failed sign-ins per user name ------------------------------------------------------
+
+
+def users_settings(make_settings, tmp_path, extra: str = ""):
+    users = tmp_path / "users.toml"
+    add_user(str(users), "alice", "right password")
+    # trust_proxy lets each request claim its own address, as an attacker with many addresses would.
+    return make_settings(
+        f'[login]\nusers_file = "{users}"\nmax_failures = 3\n{extra}[server]\ntrust_proxy = true\n'
+    )
+
+
+async def fail_sign_in(http, fields: dict[str, str], username: str, address: str, password: str = "wrong"):
+    return await http.post(
+        "/oauth/login",
+        data={**fields, "username": username, "password": password},
+        headers={"X-Forwarded-For": address},
+        allow_redirects=False,
+    )
+
+
+@pytest.mark.parametrize("username", ["alice", "nobody"], ids=["existing-user", "unknown-user"])
+async def test_failures_per_user_name_limited(aiohttp_client, make_settings, tmp_path, username):
+    http = await start_app(aiohttp_client, users_settings(make_settings, tmp_path))
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    statuses = [(await fail_sign_in(http, fields, username, f"192.0.2.{i}")).status for i in range(3)]
+    assert statuses == [401, 401, 401]
+    limited = await fail_sign_in(http, fields, username, "192.0.2.200")
+    assert limited.status == 429
+    assert limited.headers["Retry-After"] == "900"
+    assert "Too many failed sign-ins with this user name. Try again in 15 minutes." in await limited.text()
+    assert not session_cookie_set(limited)
+
+
+async def test_limited_user_refused_with_right_password(aiohttp_client, make_settings, tmp_path):
+    http = await start_app(aiohttp_client, users_settings(make_settings, tmp_path))
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    for i in range(3):
+        await fail_sign_in(http, fields, "alice", f"192.0.2.{i}")
+    right = await fail_sign_in(http, fields, "ALICE", "192.0.2.9", password="right password")
+    assert right.status == 429
+    assert not session_cookie_set(right)
+
+
+async def test_failure_limit_keeps_other_users(aiohttp_client, make_settings, tmp_path):
+    http = await start_app(aiohttp_client, users_settings(make_settings, tmp_path))
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    for i in range(3):
+        await fail_sign_in(http, fields, "mallory", f"192.0.2.{i}")
+    alice = await fail_sign_in(http, fields, "alice", "192.0.2.9", password="right password")
+    assert alice.status == 303
+
+
+async def test_failure_limit_off(aiohttp_client, make_settings, tmp_path):
+    add_user(str(tmp_path / "users.toml"), "alice", "right password")
+    http = await start_app(aiohttp_client, make_settings(
+        f'[login]\nusers_file = "{tmp_path / "users.toml"}"\nmax_failures = 0\n'))
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    statuses = [(await fail_sign_in(http, fields, "alice", "192.0.2.1")).status for _ in range(11)]
+    assert statuses == [401] * 11
+
+
+async def test_failure_window_key_holds_no_name(aiohttp_client, make_settings, tmp_path):
+    http = await start_app(aiohttp_client, users_settings(make_settings, tmp_path))
+    client = await register(http)
+    location, _ = await begin(http, client)
+    fields = await page_form(http, location)
+    await fail_sign_in(http, fields, "alice-secret-name", "192.0.2.1")
+    windows = http.app[SERVICES].driver._windows
+    failure_keys = [key for key in windows if ":login_failures:" in key]
+    assert len(failure_keys) == 1
+    assert "alice-secret-name" not in failure_keys[0]
+
+
+# --- branding and template override --------------------------------------------------------
+
+
+async def test_colors_stylesheet_from_settings(aiohttp_client, make_settings):
+    http = await start_app(aiohttp_client, make_settings('[pages]\naccent_color = "#0b6e4f"\ntext_color = "#222"\n'))
+    response = await http.get("/branding/colors.css")
+    assert response.status == 200
+    assert response.content_type == "text/css"
+    text = await response.text()
+    assert "--accent: #0b6e4f;" in text
+    assert "--text: #222;" in text
+    assert "--bg: #f4f6f8;" in text
+
+
+@pytest.mark.parametrize("value", ["red", "#12345", "#fff; } body { display: none", "url(x)"])
+def test_color_setting_must_be_hex(make_settings, value):
+    with pytest.raises(config.ConfigError) as raised:
+        make_settings(f'[pages]\naccent_color = "{value}"\n')
+    assert str(raised.value).startswith("invalid setting pages.accent_color (from file ")
+    assert str(raised.value).endswith(f"expected a colour like #1f5fbf or #fff, got {value!r}")
+
+
+async def test_logo_served_and_linked(aiohttp_client, make_settings, tmp_path):
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    http = await start_app(aiohttp_client, make_settings(f'[pages]\nlogo_file = "{logo}"\nproduct_name = "Acme"\n'))
+    response = await http.get("/branding/logo")
+    assert response.status == 200
+    assert response.content_type == "image/png"
+    assert await response.read() == logo.read_bytes()
+    client = await register(http)
+    location, _ = await begin(http, client)
+    text = await (await http.get(local_path(location))).text()
+    assert '<img class="brand-logo" src="/branding/logo" alt=""' in text
+    assert "<title>Sign in · Acme</title>" in text
+
+
+async def test_no_logo_route_without_setting(http):
+    response = await http.get("/branding/logo")
+    assert response.status == 404
+
+
+async def test_template_dir_overrides_one_page(aiohttp_client, make_settings, tmp_path):
+    folder = tmp_path / "my-templates"
+    folder.mkdir()
+    (folder / "error.html").write_text(
+        '{% extends "base.html" %}{% block content %}<h1>Custom: {{ title }}</h1>{% endblock %}'
+    )
+    http = await start_app(aiohttp_client, make_settings(f'[pages]\ntemplate_dir = "{folder}"\n'))
+    error = await http.get("/oauth/login?pending=unknown")
+    assert error.status == 400
+    text = await error.text()
+    assert "<h1>Custom: This sign-in link has expired</h1>" in text
+    assert '<link rel="stylesheet" href="/branding/colors.css">' in text
+    client = await register(http)
+    location, _ = await begin(http, client)
+    login = await http.get(local_path(location))
+    assert "<h1>Sign in</h1>" in await login.text()
+
+
+def test_template_dir_must_exist(make_settings, tmp_path):
+    with pytest.raises(config.ConfigError) as raised:
+        make_settings(f'[pages]\ntemplate_dir = "{tmp_path / "missing"}"\n')
+    assert str(raised.value).endswith(f"folder {str(tmp_path / 'missing')!r} not found")
+
+
+# --- what the consent page shows about the client ------------------------------------------
+
+CONFIGURED_CLIENT = """
+[[clients]]
+client_id = "portal"
+client_name = "Example Portal"
+client_uri = "https://portal.example.com/about"
+logo_uri = "https://cdn.example.com/portal.png"
+redirect_uris = ["http://127.0.0.1:33418/callback"]
+"""
+
+
+async def consent_text(http, client) -> tuple[str, typing.Any]:
+    consent, _, _ = await at_consent(http, client)
+    response = await http.get(local_path(consent))
+    return await response.text(), response
+
+
+async def test_configured_client_shown_verified(aiohttp_client, make_settings):
+    http = await start_app(aiohttp_client, make_settings(CONFIGURED_CLIENT))
+    text, response = await consent_text(http, Client("portal"))
+    assert '<p class="client-name">Example Portal</p>' in text
+    assert 'class="unverified"' not in text
+    assert '<a href="https://portal.example.com/about" rel="noopener noreferrer" target="_blank">portal.example.com</a>' in text
+    assert '<img class="client-logo" src="https://cdn.example.com/portal.png"' in text
+    assert "img-src 'self' https://cdn.example.com;" in response.headers["Content-Security-Policy"]
+
+
+async def test_registered_client_shown_unverified(http):
+    client = await register(http, client_name="Example Portal", client_uri="https://portal.example.com/",
+                            logo_uri="https://cdn.example.com/portal.png")
+    text, response = await consent_text(http, client)
+    assert '<p class="client-name">Example Portal <span class="unverified">unverified</span></p>' in text
+    assert "This application registered itself, so its name has not been checked." in text
+    assert "portal.example.com" not in text
+    assert "cdn.example.com" not in text
+    assert "img-src 'self';" in response.headers["Content-Security-Policy"]
+
+
+def test_configured_client_logo_must_be_https(make_settings):
+    with pytest.raises(config.ConfigError) as raised:
+        make_settings(CONFIGURED_CLIENT.replace("https://cdn.example.com", "http://cdn.example.com"))
+    assert str(raised.value).endswith("expected an https URL, got 'http://cdn.example.com/portal.png'")
+
+
+async def test_consent_shows_scope_descriptions(aiohttp_client, make_settings):
+    http = await start_app(aiohttp_client, make_settings(TWO_SCOPES))
+    client = await register(http)
+    text, _ = await consent_text(http, client)
+    assert '<span class="scope-description">Use the tools</span> <code>mcp</code>' in text
+
+
+# --- denial without a redirect ------------------------------------------------------------
+
+
+async def remove_client(http, client_id: str) -> None:
+    services = http.app[SERVICES]
+    assert await services.driver.delete(services.stores.key("client", client_id))
+
+
+async def test_deny_after_client_removed_shows_close_page(http):
+    client = await register(http)
+    _, fields, _ = await at_consent(http, client)
+    await remove_client(http, client.client_id)
+    response = await post_form(http, "/oauth/consent", {**fields, "decision": "deny"})
+    assert response.status == 200
+    assert "Location" not in response.headers
+    assert response.headers["Cache-Control"] == "no-store"
+    text = await response.text()
+    assert "<h1>Access denied</h1>" in text
+    assert "you may close this window" in text
+
+
+async def test_approve_after_client_removed_refused(http):
+    client = await register(http)
+    _, fields, _ = await at_consent(http, client)
+    await remove_client(http, client.client_id)
+    response = await post_form(http, "/oauth/consent", {**fields, "decision": "approve"})
+    await check_error_page(response, 400, "Unknown application", "The application was removed while you were signing in.")
+
+
+@pytest.mark.parametrize("path", ["/oauth/login?pending=unknown", "/branding/colors.css", "/static/frontauth.css"])
+async def test_every_page_refuses_framing(http, path):
+    response = await http.get(path)
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]

@@ -2,8 +2,10 @@
 
 Steps: load_pending (exists, same browser), load_session (signed in), then on
 POST check_form_csrf and take the pending authorization, which makes the form
-single use; approve issues the code, deny returns access_denied to the client
-with state and iss (RFC 6749 §4.1.2.1, RFC 9207).
+single use. Approve issues the code. Deny returns access_denied to the client
+with state and iss (RFC 6749 §4.1.2.1, RFC 9207). When the client was removed
+while the person decided, no trusted redirect is left, so a denial shows the
+"you may close this window" page and an approval an error page.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from frontauth.appkeys import SERVICES
 from frontauth.browser import csrf_token, load_session
 from frontauth.endpoints.pending import check_form_csrf, expired, load_pending, pending_id_of
 from frontauth.errors import AccessDenied, PageError
+from frontauth.pages import describe_client
 from frontauth.params import form_params, query_params
 from frontauth.responses import NO_STORE, redirect_with_params, render_page
 from frontauth.services import Services
+from frontauth.stores import PendingAuthorization, SessionRecord
 
 FORM = "consent"
 
@@ -28,6 +32,28 @@ def _login_redirect(services: Services, pending_id: str) -> web.Response:
     return web.Response(
         status=303, headers={"Location": f"{services.settings.issuer}/oauth/login?pending={pending_id}", **NO_STORE}
     )
+
+
+def _client_removed() -> PageError:
+    return PageError("Unknown application", "The application was removed while you were signing in.")
+
+
+def redirect_host(redirect_uri: str) -> str:
+    """The host the browser returns to, or the scheme of a private-use redirect (RFC 8252 §7.1)."""
+    return urllib.parse.urlsplit(redirect_uri).netloc or redirect_uri.split(":", 1)[0]
+
+
+async def _scopes(services: Services, pending: PendingAuthorization, session: SessionRecord) -> list[dict[str, object]]:
+    """Return each requested scope with its configured description, marked new when not approved before."""
+    approved = await services.stores.get_consent(session.subject, pending.client_id)
+    return [
+        {
+            "name": name,
+            "description": services.settings.scopes.get(name, name),
+            "new": bool(approved) and name not in approved,
+        }
+        for name in pending.scope.split()
+    ]
 
 
 async def consent_page(request: web.Request) -> web.Response:
@@ -40,21 +66,16 @@ async def consent_page(request: web.Request) -> web.Response:
         return _login_redirect(services, pending_id)
     client = await services.clients.find(pending.client_id)
     if client is None:
-        raise PageError("Unknown application", "The application was removed while you were signing in.")
-    approved = await services.stores.get_consent(session.subject, client.client_id)
-    scopes = [
-        {"name": name, "description": services.settings.scopes.get(name, name), "new": name not in approved and bool(approved)}
-        for name in pending.scope.split()
-    ]
+        raise _client_removed()
+    scopes = await _scopes(services, pending, session)
     context = {
         "pending_id": pending_id,
         "csrf_token": csrf_token(services, FORM, pending_id, browser),
-        "client_name": client.client_name or client.client_id,
-        "client_id": client.client_id,
-        "client_verified": not client.dynamic,
-        "redirect_host": urllib.parse.urlsplit(pending.redirect_uri).netloc or pending.redirect_uri.split(":", 1)[0],
+        "client": describe_client(request, client),
+        "redirect_host": redirect_host(pending.redirect_uri),
         "resource": pending.resource,
         "scopes": scopes,
+        "any_new": any(scope["new"] for scope in scopes),
         "user": session.email or session.name or session.subject,
     }
     return render_page(request, "consent.html", context)
@@ -77,8 +98,13 @@ async def consent_submit(request: web.Request) -> web.StreamResponse:
     taken = await services.stores.take_pending(pending_id)
     if taken is None:
         raise expired()
+    client = await services.clients.find(taken.client_id)
     if decision == "deny":
+        if client is None:
+            return _closed(request, taken)
         raise AccessDenied("the user denied the request", redirectable=True)
+    if client is None:
+        raise _client_removed()
 
     if services.settings.consent.remember:
         approved = await services.stores.get_consent(session.subject, taken.client_id)
@@ -87,3 +113,8 @@ async def consent_submit(request: web.Request) -> web.StreamResponse:
         )
     params = await authorization.issue_code(services, taken, session.subject, session.auth_time)
     return redirect_with_params(taken.redirect_uri, params)
+
+
+def _closed(request: web.Request, pending: PendingAuthorization) -> web.Response:
+    """Render the denial page for a removed client, whose redirect_uri is no longer trusted."""
+    return render_page(request, "closed.html", {"client_name": pending.client_id})
