@@ -7,6 +7,7 @@ every instance knows them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import ipaddress
@@ -99,7 +100,8 @@ class ClientRegistry:
                 detail=f"client registered {client.token_endpoint_auth_method}, request used {method}",
                 headers=_challenge(authorization),
             )
-        if not verify_password(secret, client.client_secret_hash):
+        # scrypt takes tens of milliseconds: keep it off the event loop, as sign-in does.
+        if not await asyncio.to_thread(verify_password, secret, client.client_secret_hash):
             raise InvalidClient("client authentication failed", detail="wrong client secret", headers=_challenge(authorization))
         return client
 
