@@ -9,6 +9,7 @@ redirect_uri gets the page, any other repeated parameter the redirect.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 import uuid
 

@@ -13,6 +13,8 @@ import binascii
 import ipaddress
 import urllib.parse
 
+from frontauth import uri_syntax
+
 from frontauth.config import ClientSettings, Settings
 from frontauth.errors import InvalidClient, InvalidRequest
 from frontauth.stores import ClientRecord, Stores

@@ -17,6 +17,7 @@ import uuid
 import attrs
 from aiohttp import web
 
+from frontauth import uri_syntax
 from frontauth.appkeys import SERVICES
 from frontauth.clients import is_loopback_host
 from frontauth.errors import (
@@ -107,6 +108,9 @@ def _allowed_for_type(parts: urllib.parse.SplitResult, application_type: str | N
 def check_redirect_uri(services: Services, uri: str, application_type: str | None = None) -> None:
     if len(uri) > MAX_URI_LENGTH:
         raise InvalidRedirectUri("a redirect URI is too long")
+    syntax_problem = uri_syntax.problem(uri)
+    if syntax_problem is not None:
+        raise InvalidRedirectUri(syntax_problem)
     try:
         parts = urllib.parse.urlsplit(uri)
         _ = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
@@ -117,7 +121,7 @@ def check_redirect_uri(services: Services, uri: str, application_type: str | Non
         raise InvalidRedirectUri("redirect URIs must be absolute and carry no fragment")
     patterns = services.settings.registration.allowed_redirect_uris
     if patterns:
-        if not any(fnmatch.fnmatchcase(uri, pattern) for pattern in patterns):
+        if not any(uri_syntax.matches_pattern(uri, pattern) for pattern in patterns):
             raise InvalidRedirectUri("a redirect URI is not allowed by this server's registration policy")
         return
     if not _allowed_for_type(parts, application_type):
