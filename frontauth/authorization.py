@@ -131,6 +131,16 @@ async def issue_code(services: Services, pending: PendingAuthorization, subject:
 def redirect_origin(redirect_uri: str) -> str:
     """The CSP source that allows a form to end in a redirect to this URI."""
     parts = urllib.parse.urlsplit(redirect_uri)
-    if parts.scheme in ("http", "https"):
-        return f"{parts.scheme}://{parts.netloc}"
-    return f"{parts.scheme}:"
+    scheme = parts.scheme if re.fullmatch(r"[a-z][a-z0-9+.\-]*", parts.scheme) else ""
+    if not scheme:
+        return "'none'"
+    if scheme in ("http", "https"):
+        # SECURITY: rebuilt from the parsed host and port, so no text of the
+        # registered URI (a space or ';') can add a CSP directive.
+        host = parts.hostname or ""
+        if not re.fullmatch(r"[A-Za-z0-9.\-]+|[0-9A-Fa-f:.]+", host):
+            return "'none'"
+        host = f"[{host}]" if ":" in host else host
+        port = f":{parts.port}" if parts.port is not None else ""
+        return f"{scheme}://{host}{port}"
+    return f"{scheme}:"

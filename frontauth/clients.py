@@ -159,6 +159,10 @@ def redirect_uri_matches(requested: str, registered: str) -> bool:
         return False
     if req.scheme != "http" or reg.scheme != "http":
         return False
+    # SECURITY: urlsplit drops tabs and line breaks and ignores case, so the
+    # text itself must be the registered text but for the port.
+    if not uri_syntax.same_except_port(requested, registered):
+        return False
     if not is_loopback_host(reg.hostname) or req.hostname != reg.hostname:
         return False
     # The port is the one part allowed to differ. SECURITY: the fragment is compared too,
