@@ -34,6 +34,7 @@ def add_routes(app: web.Application, mode: str = "local") -> None:
     r.add_get("/.well-known/openid-configuration", metadata.authorization_server)
     r.add_get("/.well-known/oauth-protected-resource", metadata.protected_resource)
     r.add_get("/.well-known/jwks.json", metadata.jwks)
+    metadata.add_path_routes(r)
     r.add_get("/oauth/authorize", authorize.authorize)
     if mode == "remote":
         r.add_get(remote.CALLBACK_PATH, callback.callback)

@@ -14,6 +14,7 @@ import urllib.parse
 import uuid
 
 from frontauth.clients import find_redirect_uri
+from frontauth.identifiers import find_resource
 from frontauth.errors import InvalidRequest, InvalidScope, InvalidTarget, PageError, UnsupportedResponseType
 from frontauth.params import duplicated_error
 from frontauth.services import Services
@@ -104,9 +105,11 @@ def check_resource(services: Services, resources: list[str]) -> str:
         parts = None
     if parts is None or not parts.scheme or not parts.netloc or parts.fragment:
         raise InvalidTarget("resource must be an absolute URI without a fragment", redirectable=True)
-    if resource not in audiences:
+    configured = find_resource(resource, audiences)
+    if configured is None:
         raise InvalidTarget("this server does not issue tokens for the requested resource", redirectable=True)
-    return resource
+    # The token's aud carries the configured spelling, which resource servers check.
+    return configured
 
 
 async def issue_code(services: Services, pending: PendingAuthorization, subject: str, auth_time: int) -> dict[str, str]:

@@ -15,6 +15,7 @@ import urllib.parse
 
 from frontauth import uri_syntax
 
+from frontauth import quirks
 from frontauth.config import ClientSettings, Settings
 from frontauth.errors import InvalidClient, InvalidRequest
 from frontauth.stores import ClientRecord, Stores
@@ -142,11 +143,19 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def _is_loopback_ip(host: str | None) -> bool:
+    try:
+        return ipaddress.ip_address((host or "").strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def redirect_uri_matches(requested: str, registered: str) -> bool:
     """Compare a requested redirect_uri with a registered one.
 
-    Exact string match (OAuth 2.1 §2.3.1), except that a loopback http URI may
-    use any port, because native apps bind an ephemeral port (RFC 8252 §7.3).
+    Exact string match (OAuth 2.1 §2.3.1), except that a loopback IP literal
+    http URI may use any port, because native apps bind an ephemeral port
+    (RFC 8252 §7.3). ``localhost`` gets the same tolerance as a client quirk.
     """
     if requested == registered:
         return True
@@ -163,7 +172,9 @@ def redirect_uri_matches(requested: str, registered: str) -> bool:
     # text itself must be the registered text but for the port.
     if not uri_syntax.same_except_port(requested, registered):
         return False
-    if not is_loopback_host(reg.hostname) or req.hostname != reg.hostname:
+    if quirks.localhost_port_differs(requested, registered):
+        return True
+    if not _is_loopback_ip(reg.hostname) or req.hostname != reg.hostname:
         return False
     # The port is the one part allowed to differ. SECURITY: the fragment is compared too,
     # because RFC 6749 §3.1.2 forbids one in a redirect URI.

@@ -438,7 +438,9 @@ class Settings:
     def issuer(self) -> str:
         """The issuer identifier: public_url without a trailing slash."""
         if self.public_url:
-            return self.public_url.rstrip("/")
+            # RFC 3986 §6.2.2.1: scheme and host are case-insensitive; the issuer uses lower case.
+            parts = urllib.parse.urlsplit(self.public_url.rstrip("/"))
+            return urllib.parse.urlunsplit(parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()))
         scheme = "https" if self.server.tls_cert else "http"
         return f"{scheme}://{_url_host(self.server.host)}:{self.server.port}"
 

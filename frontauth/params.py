@@ -12,6 +12,7 @@ import urllib.parse
 import attrs
 from aiohttp import web
 
+from frontauth import quirks
 from frontauth.errors import InvalidRequest
 
 MAX_PARAMETER_LENGTH = 4096
@@ -85,18 +86,13 @@ def query_params(request: web.Request, *, redirectable: bool = False) -> tuple[d
     return parse_pairs(request.rel_url.raw_query_string, redirectable=redirectable)
 
 
-def is_form_content_type(content_type: str) -> bool:
-    """Whether the request's media type is application/x-www-form-urlencoded."""
-    return content_type.lower() == "application/x-www-form-urlencoded"
-
-
 async def form_params(request: web.Request) -> tuple[dict[str, str], dict[str, list[str]]]:
     """Read a form body strictly.
 
     Raises:
         InvalidRequest: wrong content type, body not UTF-8, duplicated parameters.
     """
-    if not is_form_content_type(request.content_type):
+    if not quirks.form_content_type(request.headers.getall("Content-Type", [])):
         raise InvalidRequest("the body must be application/x-www-form-urlencoded")
     raw = await request.read()
     try:

@@ -1,11 +1,20 @@
 """Discovery documents: RFC 8414 authorization server metadata, its OpenID
-Connect alias, and RFC 9728 protected-resource metadata."""
+Connect alias, and RFC 9728 protected-resource metadata.
+
+Clients probe several addresses. For an issuer with a path (``https://host/tenant``)
+they try the path-inserted RFC 8414 form ``/.well-known/oauth-authorization-server/tenant``,
+the same insertion for ``openid-configuration``, and the OpenID Connect
+Discovery form ``/tenant/.well-known/openid-configuration``. For a resource with
+a path (``https://host/mcp``) they try ``/.well-known/oauth-protected-resource/mcp``
+(RFC 9728 §3.1). Every one is served here, besides the root documents.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from frontauth.appkeys import SERVICES
+from frontauth.identifiers import path_of
 from frontauth.services import Services
 
 CACHE = {"Cache-Control": "public, max-age=300"}
@@ -43,17 +52,53 @@ async def authorization_server(request: web.Request) -> web.Response:
     return web.json_response(authorization_server_metadata(request.app[SERVICES]), headers=CACHE)
 
 
+def add_path_routes(router: web.UrlDispatcher) -> None:
+    """Register the path-inserted discovery addresses; each handler returns 404 for a path it does not serve."""
+    router.add_get("/.well-known/oauth-authorization-server/{path:.+}", authorization_server_at_path)
+    router.add_get("/.well-known/openid-configuration/{path:.+}", authorization_server_at_path)
+    router.add_get("/{path:.+}/.well-known/openid-configuration", authorization_server_at_path)
+    router.add_get("/.well-known/oauth-protected-resource/{path:.+}", protected_resource_at_path)
+
+
+def requested_path(request: web.Request) -> str:
+    """Return the path a discovery request inserted, as '/tenant', without a trailing slash."""
+    return "/" + request.match_info["path"].strip("/")
+
+
+async def authorization_server_at_path(request: web.Request) -> web.Response:
+    """RFC 8414 §3.1 and OpenID Connect Discovery §4: metadata of an issuer with a path."""
+    services = request.app[SERVICES]
+    issuer_path = path_of(services.settings.issuer)
+    if not issuer_path or requested_path(request) != issuer_path:
+        raise web.HTTPNotFound()
+    return web.json_response(authorization_server_metadata(services), headers=CACHE)
+
+
+async def protected_resource_at_path(request: web.Request) -> web.Response:
+    """RFC 9728 §3.1: metadata of the configured resource whose path was inserted."""
+    services = request.app[SERVICES]
+    wanted = requested_path(request)
+    for resource in services.settings.audiences:
+        if path_of(resource) == wanted:
+            return web.json_response(protected_resource_metadata(services, resource), headers=CACHE)
+    raise web.HTTPNotFound()
+
+
 async def protected_resource(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
+    document = protected_resource_metadata(services, services.settings.audiences[0])
+    return web.json_response(document, headers=CACHE)
+
+
+def protected_resource_metadata(services: Services, resource: str) -> dict[str, object]:
     settings = services.settings
-    document = {
-        "resource": settings.audiences[0],
+    return {
+        "resource": resource,
         "authorization_servers": [settings.issuer],
         "scopes_supported": sorted(settings.scopes),
         "bearer_methods_supported": ["header"],
         "resource_signing_alg_values_supported": [services.keys.alg],
     }
-    return web.json_response(document, headers=CACHE)
 
 
 async def jwks(request: web.Request) -> web.Response:

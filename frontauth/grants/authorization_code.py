@@ -11,6 +11,7 @@ import hmac
 
 from frontauth import pkce
 from frontauth.grants.issue import issue_tokens
+from frontauth.identifiers import same_identifier
 from frontauth.errors import InvalidGrant, InvalidRequest, InvalidTarget
 from frontauth.services import Services
 from frontauth.stores import ClientRecord, CodeRecord
@@ -38,7 +39,7 @@ def check_binding(record: CodeRecord, client: ClientRecord, form: dict[str, str]
     if redirect_uri is not None and redirect_uri != record.redirect_uri:
         raise InvalidGrant("redirect_uri does not match the authorization request")
     resource = form.get("resource")
-    if resource is not None and resource != record.resource:
+    if resource is not None and not same_identifier(resource, record.resource):
         # RFC 8707 §2: a resource the grant does not cover is invalid_target.
         raise InvalidTarget("resource does not match the authorization request")
     pkce.check_verifier(form.get("code_verifier"), record.code_challenge)

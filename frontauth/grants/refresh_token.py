@@ -29,6 +29,7 @@ import json
 
 from frontauth.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
 from frontauth.grants.issue import issue_tokens
+from frontauth.identifiers import same_identifier
 from frontauth.services import Services
 from frontauth.stores import ClientRecord, RefreshRecord
 from frontauth.tokens import digest
@@ -159,7 +160,7 @@ async def handle(services: Services, client: ClientRecord, form: dict[str, str])
     if await services.stores.family_revoked(record.family_id):
         raise InvalidGrant("the refresh token was revoked")
     resource = form.get("resource")
-    if resource is not None and resource != record.resource:
+    if resource is not None and not same_identifier(resource, record.resource):
         # RFC 8707 §2: a resource the grant does not cover is invalid_target.
         raise InvalidTarget("resource does not match the original grant")
     scope = check_scope(record, form.get("scope"))

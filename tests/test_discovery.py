@@ -1,0 +1,134 @@
+"""Discovery at every address clients probe, and identifiers compared canonically."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from frontauth import config
+from frontauth.identifiers import canonical, find_resource, same_identifier
+from tests.oauth_checks import ISSUER, load_settings, start_app
+from tests.oauth_flow import exchange, get_code, register
+
+TWO_RESOURCES = f'resources = ["{ISSUER}/mcp", "{ISSUER}/files/mcp"]\n'
+TENANT = 'public_url = "HTTP://127.0.0.1:8080/tenant/"\n'
+
+
+@pytest.fixture
+async def two_resources(aiohttp_client, tmp_path):
+    return await start_app(aiohttp_client, load_settings(tmp_path, TWO_RESOURCES))
+
+
+@pytest.fixture
+async def tenant(aiohttp_client, tmp_path):
+    return await start_app(aiohttp_client, load_settings(tmp_path, TENANT))
+
+
+async def json_of(http, path: str) -> dict[str, object]:
+    response = await http.get(path)
+    assert response.status == 200, f"{path}: {response.status}"
+    return await response.json()
+
+
+def audience_of(access_token: str) -> object:
+    payload = access_token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["aud"]
+
+
+@pytest.mark.parametrize("path", ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource/mcp/"])
+async def test_resource_metadata_path_inserted(http, path):
+    document = await json_of(http, path)
+    assert document["resource"] == ISSUER + "/mcp"
+    assert document["authorization_servers"] == [ISSUER]
+
+
+async def test_resource_metadata_at_root(http):
+    document = await json_of(http, "/.well-known/oauth-protected-resource")
+    assert document["resource"] == ISSUER + "/mcp"
+
+
+async def test_resource_metadata_per_resource(two_resources):
+    first = await json_of(two_resources, "/.well-known/oauth-protected-resource/mcp")
+    second = await json_of(two_resources, "/.well-known/oauth-protected-resource/files/mcp")
+    assert first["resource"] == ISSUER + "/mcp"
+    assert second["resource"] == ISSUER + "/files/mcp"
+
+
+async def test_unknown_resource_path_not_found(http):
+    response = await http.get("/.well-known/oauth-protected-resource/other")
+    assert response.status == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/.well-known/oauth-authorization-server/tenant",
+        "/.well-known/openid-configuration/tenant",
+        "/tenant/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ],
+)
+async def test_issuer_with_path_metadata(tenant, path):
+    document = await json_of(tenant, path)
+    assert document["issuer"] == "http://127.0.0.1:8080/tenant"
+    assert document["token_endpoint"] == "http://127.0.0.1:8080/tenant/oauth/token"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/.well-known/oauth-authorization-server/other", "/other/.well-known/openid-configuration"],
+)
+async def test_issuer_other_path_not_found(tenant, path):
+    response = await tenant.get(path)
+    assert response.status == 404
+
+
+async def test_issuer_without_path_has_no_inserted_metadata(http):
+    response = await http.get("/.well-known/oauth-authorization-server/tenant")
+    assert response.status == 404
+
+
+def test_issuer_lower_case_without_slash():
+    settings = config.load(environ={"FRONTAUTH_PUBLIC_URL": "HTTPS://Auth.Example.COM/Tenant/"})
+    assert settings.issuer == "https://auth.example.com/Tenant"
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "same"),
+    [
+        pytest.param("https://host.example/mcp", "HTTPS://HOST.example/mcp", True, id="case-of-scheme-and-host"),
+        pytest.param("https://host.example/mcp", "https://host.example:443/mcp", True, id="default-port"),
+        pytest.param("https://host.example/mcp", "https://host.example/mcp/", True, id="trailing-slash"),
+        pytest.param("https://host.example", "https://host.example/", True, id="origin-slash"),
+        pytest.param("https://host.example/mcp", "https://host.example/MCP", False, id="case-of-path"),
+        pytest.param("https://host.example/mcp", "http://host.example/mcp", False, id="other-scheme"),
+        pytest.param("https://host.example/mcp", "https://host.example:8443/mcp", False, id="other-port"),
+        pytest.param("https://host.example/mcp", "https://host.example/mcp?x=1", False, id="query"),
+        pytest.param("https://host.example/mcp", "https://user@host.example/mcp", False, id="userinfo"),
+        pytest.param("https://host.example/mcp", "/mcp", False, id="relative"),
+    ],
+)
+def test_same_identifier(left, right, same):
+    assert same_identifier(left, right) is same
+
+
+def test_find_resource_returns_configured_spelling():
+    assert find_resource("HTTPS://host.example/mcp/", ("https://host.example/mcp",)) == "https://host.example/mcp"
+    assert find_resource("https://host.example/other", ("https://host.example/mcp",)) is None
+
+
+def test_canonical_rejects_bad_port():
+    assert canonical("https://host.example:99999/mcp") is None
+
+
+@pytest.mark.parametrize("resource", ["HTTP://127.0.0.1:8080/mcp", ISSUER + "/mcp/"])
+async def test_resource_spelling_accepted_at_authorize_and_token(http, resource):
+    client = await register(http)
+    code, verifier, _ = await get_code(http, client, resource=resource)
+    response = await exchange(http, client, code, verifier, resource=resource)
+    assert response.status == 200, await response.text()
+    tokens = await response.json()
+    assert audience_of(tokens["access_token"]) == ISSUER + "/mcp"
