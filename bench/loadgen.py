@@ -105,7 +105,7 @@ RATE_UNITS = {"flow": "flows/s", "refresh": "refreshes/s"}
 
 
 async def _recover(worker: Worker, scenario: str) -> None:
-    """After a failed refresh the token may be burnt: get a new one through a flow."""
+    """After a failed refresh the token may have been revoked, so get a new one through a flow."""
     if scenario == "refresh":
         with contextlib.suppress(FlowError, aiohttp.ClientError, asyncio.TimeoutError):
             worker.refresh_token = await worker.browser.new_refresh_token()
@@ -121,6 +121,10 @@ async def _work(worker: Worker, scenario: str, recorder: Recorder, stop: asyncio
             await _recover(worker, scenario)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             recorder.failed(type(exc).__name__, str(exc) or type(exc).__name__)
+            await asyncio.sleep(0.05)
+            await _recover(worker, scenario)
+        except Exception as exc:  # noqa: BLE001 - a response the driver cannot parse must not end the worker
+            recorder.failed(f"unexpected {type(exc).__name__}", repr(exc))
             await asyncio.sleep(0.05)
             await _recover(worker, scenario)
 

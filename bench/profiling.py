@@ -72,6 +72,11 @@ _STDLIB = re.compile(r"/lib/python3\.\d+/(?P<rest>.*)")
 def _short_path(path: str) -> str:
     if "site-packages/" in path:
         return path.split("site-packages/", 1)[1]
+    # A snapshot of one commit, installed by bench/source.py into .cache/frontauth/COMMIT/site.
+    if "/.cache/frontauth/" in path and "/site/" in path:
+        return path.split("/site/", 1)[1]
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
     stdlib = _STDLIB.search(path)
     if stdlib is not None:
         return stdlib["rest"]

@@ -23,7 +23,7 @@ from bench.procstat import MachineProbe, ServerProbe, wait_for_quiet
 from bench.profiling import ProfileSummary, PySpyProbe
 from bench.redisstats import MonitorProbe, RedisProbe
 from bench.servers import StartFailed
-from bench.targets import FRONTAUTH_PREFIX, Running, Target
+from bench.targets import FRONTAUTH_PREFIX, Context, Running, Target
 
 SETUP_CONCURRENCY = 16
 
@@ -106,11 +106,11 @@ async def _close(workers: list[Worker]) -> None:
 
 
 async def run_cell(plan: Plan, target: Target, scenario: str, concurrency: int, workdir: str,
-                   sign_key: dict[str, str], outcome: Outcome) -> CellResult:
+                   context: Context, outcome: Outcome) -> CellResult:
     """Measure one target in one scenario at one concurrency, ``plan.runs`` times."""
     cell = CellResult(target, scenario, concurrency)
     os.makedirs(workdir, exist_ok=True)
-    running = await target.start(workdir, sign_key)
+    running = await target.start(workdir, context)
     workers: list[Worker] = []
     redis_probe = None
     try:
@@ -176,7 +176,7 @@ async def _profile(plan: Plan, running: Running, workers: list[Worker], scenario
     outcome.profiles[scenario] = result.probes["profile"]["summary"]
 
 
-async def run_plan(plan: Plan, sign_key: dict[str, str]) -> Outcome:
+async def run_plan(plan: Plan, context: Context) -> Outcome:
     """Run every cell of the plan, then the verification scenario.
 
     The targets are the innermost loop, so the cells that a ratio compares run
@@ -194,7 +194,7 @@ async def run_plan(plan: Plan, sign_key: dict[str, str]) -> Outcome:
                 log(f"{target.key}: {scenario} at concurrency {concurrency}")
                 workdir = os.path.join(root, f"{target.key}-{scenario}-c{concurrency}")
                 try:
-                    cell = await run_cell(plan, target, scenario, concurrency, workdir, sign_key, outcome)
+                    cell = await run_cell(plan, target, scenario, concurrency, workdir, context, outcome)
                 except PeerUnavailable as exc:
                     outcome.unavailable[target.key] = str(exc)
                     log(f"  {target.key} is not available: {exc}")
@@ -203,27 +203,30 @@ async def run_plan(plan: Plan, sign_key: dict[str, str]) -> Outcome:
                     cell = CellResult(target, scenario, concurrency, failure=f"{type(exc).__name__}: {exc}")
                     log(f"  failed: {cell.failure}")
                 outcome.cells.append(cell)
-    await _verification(plan, sign_key, root, outcome)
+    await _verification(plan, context, root, outcome)
     return outcome
 
 
-async def _verification(plan: Plan, sign_key: dict[str, str], root: str, outcome: Outcome) -> None:
+async def _verification(plan: Plan, context: Context, root: str, outcome: Outcome) -> None:
     from bench.targets import TARGETS
 
     log("in-process verification with frontauth.resource.BearerVerifier")
     workdir = os.path.join(root, "verification")
     os.makedirs(workdir, exist_ok=True)
     try:
-        running = await TARGETS["frontauth-memory"].start(workdir, sign_key)
+        running = await TARGETS["frontauth-memory"].start(workdir, context)
     except StartFailed as exc:
         outcome.verification_failure = str(exc)
         return
     try:
-        outcome.verification = await verification.measure(
-            running.base_url, sign_key, runs=plan.runs, seconds=plan.verification_seconds,
-            pool=plan.verification_pool,
+        outcome.verification = await verification.measure_in_subprocess(
+            context.frontauth, running.base_url, context.sign_key, runs=plan.runs,
+            seconds=plan.verification_seconds, pool=plan.verification_pool, workdir=workdir,
         )
         for result in outcome.verification:
             log(f"  {result.mode}: {result.spread.median:,.0f} tokens/s")
+    except verification.VerificationFailed as exc:
+        outcome.verification_failure = str(exc)
+        log(f"  failed: {exc}")
     finally:
         await running.stop()

@@ -22,6 +22,7 @@ import typing
 import aiohttp
 
 from bench.loopback import LOOPBACK_HOST, check_loopback
+from bench.source import FrontauthSource
 
 START_TIMEOUT = 30.0
 STOP_GRACE = 10.0
@@ -123,15 +124,8 @@ def tail(path: str, lines: int = 20) -> str:
 # frontauth
 
 
-def _has_setting(section: str) -> bool:
-    import attrs
-
-    from frontauth.config import Settings
-
-    return section in attrs.fields_dict(Settings)
-
-
-def frontauth_config(path: str, *, port: int, storage_url: str, sign_key: dict[str, str], state_dir: str) -> None:
+def frontauth_config(path: str, *, port: int, storage_url: str, sign_key: dict[str, str], state_dir: str,
+                     sections: frozenset[str]) -> None:
     """Write the TOML file the benchmark serves frontauth with.
 
     The rate limiter stays on, so its bookkeeping is part of every measured
@@ -151,7 +145,7 @@ def frontauth_config(path: str, *, port: int, storage_url: str, sign_key: dict[s
         "[logging]",
         'level = "WARNING"',
     ]
-    if _has_setting("ratelimit"):
+    if "ratelimit" in sections:
         lines += ["[ratelimit]", "window = 1.0", f"max_requests = {RATE_LIMIT_NEVER_REACHED}"]
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -167,15 +161,16 @@ _UVLOOP_LAUNCHER = (
 )
 
 
-def frontauth_server(workdir: str, *, storage_url: str, sign_key: dict[str, str], uvloop: bool = False) -> ServerProcess:
+def frontauth_server(workdir: str, *, storage_url: str, sign_key: dict[str, str], source: FrontauthSource,
+                     uvloop: bool = False) -> ServerProcess:
     port = free_port()
     config_path = os.path.join(workdir, "frontauth.toml")
     frontauth_config(config_path, port=port, storage_url=storage_url, sign_key=sign_key,
-                     state_dir=os.path.join(workdir, "state"))
+                     state_dir=os.path.join(workdir, "state"), sections=source.settings_sections)
     prefix = [sys.executable, "-c", _UVLOOP_LAUNCHER] if uvloop else [sys.executable, "-m", "frontauth"]
     argv = [*prefix, "serve", "--config", config_path, "--host", LOOPBACK_HOST, "--port", str(port)]
     return ServerProcess("frontauth", argv, port=port, ready_path="/healthz",
-                         log_path=os.path.join(workdir, "server.log"), cwd=workdir)
+                         log_path=os.path.join(workdir, "server.log"), cwd=workdir, env=source.env())
 
 
 # ---------------------------------------------------------------------------

@@ -15,11 +15,20 @@ import attrs
 
 from bench import install
 from bench.browser import Endpoints
+from bench.source import FrontauthSource
 from bench.servers import RedisServer, ServerProcess, frontauth_server, free_port
 
 FRONTAUTH_ENDPOINTS = Endpoints(token="/oauth/token", register="/oauth/register", authorize="/oauth/authorize")
 # frontauth's default key prefix; the Redis key statistics look under it.
 FRONTAUTH_PREFIX = "frontauth:"
+
+
+@attrs.frozen
+class Context:
+    """What every target of one invocation shares."""
+
+    sign_key: dict[str, str] = attrs.field(repr=False)
+    frontauth: FrontauthSource
 
 
 @attrs.define
@@ -56,21 +65,22 @@ class Target:
     scenarios: tuple[str, ...]
     endpoints: Endpoints
     peer: bool
-    launcher: typing.Callable[[str, dict[str, str]], typing.Awaitable[Running]] = attrs.field(repr=False)
+    launcher: typing.Callable[[str, Context], typing.Awaitable[Running]] = attrs.field(repr=False)
 
-    async def start(self, workdir: str, sign_key: dict[str, str]) -> Running:
-        return await self.launcher(workdir, sign_key)
+    async def start(self, workdir: str, context: Context) -> Running:
+        return await self.launcher(workdir, context)
 
 
-def _frontauth(storage: str, uvloop: bool = False) -> typing.Callable[[str, dict[str, str]], typing.Awaitable[Running]]:
-    async def launch(workdir: str, sign_key: dict[str, str]) -> Running:
+def _frontauth(storage: str, uvloop: bool = False) -> typing.Callable[[str, Context], typing.Awaitable[Running]]:
+    async def launch(workdir: str, context: Context) -> Running:
         redis = None
         url = "memory://"
         if storage == "redis":
             redis = RedisServer(workdir)
             await redis.start()
             url = redis.url
-        server = frontauth_server(workdir, storage_url=url, sign_key=sign_key, uvloop=uvloop)
+        server = frontauth_server(workdir, storage_url=url, sign_key=context.sign_key, source=context.frontauth,
+                                  uvloop=uvloop)
         try:
             await server.start()
         except BaseException:
@@ -82,7 +92,7 @@ def _frontauth(storage: str, uvloop: bool = False) -> typing.Callable[[str, dict
     return launch
 
 
-async def _launch_oidc_provider(workdir: str, sign_key: dict[str, str]) -> Running:
+async def _launch_oidc_provider(workdir: str, context: Context) -> Running:
     script = install.ensure_oidc_provider()
     port = free_port()
     env = {**os.environ, "NODE_ENV": "production"}
@@ -93,7 +103,7 @@ async def _launch_oidc_provider(workdir: str, sign_key: dict[str, str]) -> Runni
     return Running(server)
 
 
-async def _launch_fastmcp(workdir: str, sign_key: dict[str, str]) -> Running:
+async def _launch_fastmcp(workdir: str, context: Context) -> Running:
     python = install.ensure_fastmcp()
     port = free_port()
     script = os.path.join(install.PEERS_DIR, "fastmcp_server.py")
@@ -104,7 +114,7 @@ async def _launch_fastmcp(workdir: str, sign_key: dict[str, str]) -> Running:
     return Running(server)
 
 
-async def _launch_bare(workdir: str, sign_key: dict[str, str]) -> Running:
+async def _launch_bare(workdir: str, context: Context) -> Running:
     port = free_port()
     script = os.path.join(install.PEERS_DIR, "bare_token.py")
     server = ServerProcess("bare aiohttp", [sys.executable, script, str(port)], port=port, ready_path="/healthz",

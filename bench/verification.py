@@ -1,8 +1,11 @@
-"""Resource-side verification with ``frontauth.resource.BearerVerifier``, in this process.
+"""Resource-side verification with ``frontauth.resource.BearerVerifier``, in process.
 
-Tokens are minted here by frontauth's own ``AccessTokenMinter`` with the key
-the benchmark gave the server, so they are the tokens the server would issue.
-Three modes, each on one core (one event loop, nothing else running):
+The measurement runs in a process of its own (``python -m bench.verification``),
+which imports the same frontauth as the servers under test and runs the
+verifier in its own event loop on one core, with no HTTP per token. Tokens are
+minted there by frontauth's own ``AccessTokenMinter`` with the key the
+benchmark gave the server, so they are the tokens the server would issue.
+There are three modes:
 
 - ``cold``: a new verifier per token, which discovers the server's metadata and
   fetches its key set over loopback before it verifies;
@@ -14,7 +17,9 @@ Three modes, each on one core (one event loop, nothing else running):
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 import tempfile
 import time
 import typing
@@ -23,10 +28,9 @@ import aiohttp
 import attrs
 
 from bench.loadgen import Spread
-from frontauth import config
-from frontauth import keys as signing_keys
-from frontauth.resource import BearerVerifier
-from frontauth.tokens import AccessTokenMinter
+
+if typing.TYPE_CHECKING:
+    from bench.source import FrontauthSource
 
 REPEATED_POOL = 64
 COLD_MAX = 2000
@@ -43,8 +47,16 @@ class VerificationResult:
         return Spread.of(self.rates)
 
 
+class VerificationFailed(RuntimeError):
+    """The verification process failed; the message carries the end of its output."""
+
+
 def mint_tokens(issuer: str, sign_key: dict[str, str], count: int) -> list[str]:
     """Mint access tokens as the server would, signed by the benchmark's key."""
+    from frontauth import config
+    from frontauth import keys as signing_keys
+    from frontauth.tokens import AccessTokenMinter
+
     with tempfile.TemporaryDirectory() as state_dir:
         settings = config.load(
             environ={"JWT_SIGNING_KEY": json.dumps(sign_key)},
@@ -60,7 +72,7 @@ def mint_tokens(issuer: str, sign_key: dict[str, str], count: int) -> list[str]:
     ]
 
 
-async def _verify_for(verifier: BearerVerifier, tokens: typing.Sequence[str], seconds: float, cycle: bool) -> tuple[int, float]:
+async def _verify_for(verifier: typing.Any, tokens: typing.Sequence[str], seconds: float, cycle: bool) -> tuple[int, float]:
     count = 0
     started = time.perf_counter()
     deadline = started + seconds
@@ -78,6 +90,8 @@ async def _verify_for(verifier: BearerVerifier, tokens: typing.Sequence[str], se
 
 async def measure(issuer: str, sign_key: dict[str, str], *, runs: int, seconds: float, pool: int) -> list[VerificationResult]:
     """Measure the three modes against the frontauth server at ``issuer``; ``pool`` caps distinct tokens per run."""
+    from frontauth.resource import BearerVerifier
+
     audience = issuer + "/mcp"
     tokens = mint_tokens(issuer, sign_key, pool + REPEATED_POOL)
     distinct, repeated = tokens[:pool], tokens[pool:]
@@ -100,6 +114,8 @@ async def measure(issuer: str, sign_key: dict[str, str], *, runs: int, seconds: 
 
 async def _cold(issuer: str, audience: str, session: aiohttp.ClientSession, tokens: typing.Sequence[str],
                 seconds: float) -> tuple[int, float]:
+    from frontauth.resource import BearerVerifier
+
     count = 0
     started = time.perf_counter()
     deadline = started + seconds
@@ -110,3 +126,38 @@ async def _cold(issuer: str, audience: str, session: aiohttp.ClientSession, toke
             await verifier.verify(token)
         count += 1
     return count, time.perf_counter() - started
+
+
+async def measure_in_subprocess(source: FrontauthSource, issuer: str, sign_key: dict[str, str], *, runs: int,
+                                seconds: float, pool: int, workdir: str) -> list[VerificationResult]:
+    """Run :func:`measure` in ``python -m bench.verification`` with the frontauth of ``source``."""
+    request = json.dumps({"issuer": issuer, "sign_key": sign_key, "runs": runs, "seconds": seconds, "pool": pool})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.verification", cwd=workdir, env=source.env(),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    # Minting the pool and three runs of three modes, with room for a slow machine.
+    limit = 120.0 + runs * 3 * (seconds + 5.0)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(request.encode()), limit)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise VerificationFailed(f"the verification process did not finish within {limit:.0f} s") from None
+    if process.returncode != 0:
+        raise VerificationFailed(f"the verification process exited with {process.returncode}: "
+                                 f"{stderr.decode(errors='replace')[-800:]}")
+    return [VerificationResult(item["mode"], tuple(item["rates"]), tuple(item["counts"]))
+            for item in json.loads(stdout)]
+
+
+def main() -> None:
+    """Read the request as JSON on stdin, measure, and print the results as JSON."""
+    request = json.load(sys.stdin)
+    results = asyncio.run(measure(request["issuer"], request["sign_key"], runs=request["runs"],
+                                  seconds=request["seconds"], pool=request["pool"]))
+    json.dump([{"mode": r.mode, "rates": r.rates, "counts": r.counts} for r in results], sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

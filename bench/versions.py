@@ -11,7 +11,7 @@ import subprocess
 from bench import install
 from bench.servers import redis_version
 
-OWN_PACKAGES = ("frontauth", "aiohttp", "joserfc", "cryptography", "attrs", "redis", "hiredis", "uvloop")
+OWN_PACKAGES = ("aiohttp", "joserfc", "cryptography", "attrs", "redis", "hiredis", "uvloop")
 FASTMCP_PACKAGES = ["fastmcp", "mcp", "uvicorn", "uvloop", "httptools", "starlette"]
 
 
@@ -29,13 +29,6 @@ def _command(argv: list[str]) -> str:
         return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def _git_commit() -> str:
-    repo = os.path.dirname(install.BENCH_DIR)
-    commit = _command(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
-    dirty = _command(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no", "--", "frontauth", "drivers", "templates"])
-    return commit + (" with uncommitted changes to frontauth" if dirty and dirty not in ("unknown", "not installed") else "")
 
 
 def machine() -> dict[str, str]:
@@ -61,7 +54,6 @@ def machine() -> dict[str, str]:
 def collect(peers: bool) -> dict[str, dict[str, str]]:
     """Return versions grouped by what they belong to."""
     own = {"python": platform.python_version(), **{name: _package(name) for name in OWN_PACKAGES}}
-    own["frontauth commit"] = _git_commit()
     own["redis-server"] = redis_version()
     groups = {"frontauth, the load driver and the bare aiohttp peer": own}
     if peers:

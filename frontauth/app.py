@@ -14,7 +14,7 @@ from frontauth.appkeys import SERVICES
 from frontauth.config import UPSTREAM_MODES, Settings
 from frontauth.drivers import open_driver
 from frontauth.endpoints import authorize, consent, health, introspect, login, metadata, register, revoke, token, userinfo
-from frontauth import remote, transparent, upstream as upstream_module
+from frontauth import public, remote, transparent, upstream as upstream_module
 from frontauth.endpoints import callback
 from frontauth.keys import SigningKeys
 from frontauth.metrics import METRICS, Metrics, metrics_endpoint, metrics_middleware
@@ -110,6 +110,8 @@ def create_app(
     pages.setup(app, settings)
     if settings.mode == "transparent":
         add_transparent_routes(app)
+    elif settings.mode == "public":
+        public.add_routes(app)
     else:
         add_routes(app, settings.mode)
 
@@ -144,4 +146,6 @@ def create_app(
     if settings.mode in UPSTREAM_MODES:
         app.cleanup_ctx.append(upstream_ctx)
     app.cleanup_ctx.append(storage_ctx)
+    if settings.mode == "public":
+        app.cleanup_ctx.append(public.limiter_ctx)
     return app

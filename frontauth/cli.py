@@ -170,7 +170,7 @@ def _prepare(settings: config.Settings) -> signing_keys.SigningKeys | None:
     # before a development key is generated. NOTE: storage is opened later,
     # so a start-up that fails on storage still leaves the generated files.
     UserDirectory(settings)
-    # Transparent mode signs nothing, so it needs no signing key.
+    # Transparent and public modes sign nothing, so they need no signing key.
     keys = signing_keys.load(settings) if settings.mode in config.ISSUING_MODES else None
     load_server_secret(settings)
     return keys

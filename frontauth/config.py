@@ -25,7 +25,7 @@ import attrs
 
 PROFILES = ("development", "staging", "production", "high-security")
 MODES = ("local", "public", "transparent", "remote")
-IMPLEMENTED_MODES = ("local", "transparent", "remote")
+IMPLEMENTED_MODES = MODES
 # Modes that mint and sign their own tokens, so they need a signing key.
 ISSUING_MODES = ("local", "remote")
 # Modes whose identities come from the upstream identity provider.
@@ -376,6 +376,13 @@ class UpstreamSettings:
 
 
 @attrs.frozen
+class PublicSettings:
+    anonymous_scopes: tuple[str, ...] = _help(
+        "Scopes of the anonymous identity in public mode; each must be in [scopes].", default=("mcp",)
+    )
+
+
+@attrs.frozen
 class RefreshSettings:
     skew_seconds: int = _help(
         "Refresh an upstream access token this many seconds before it expires, when the vault is read "
@@ -430,6 +437,7 @@ class Settings:
         "Upstream identity provider (transparent and remote modes).", factory=UpstreamSettings
     )
     refresh: RefreshSettings = _help("Refresh of upstream tokens kept in the vault.", factory=RefreshSettings)
+    public: PublicSettings = _help("The anonymous identity of public mode.", factory=PublicSettings)
     logging: LoggingSettings = _help("Log output.", factory=LoggingSettings)
     # setting path -> where its value came from; filled by load()
     sources: dict[str, str] = attrs.field(factory=dict, repr=False, eq=False)
@@ -795,6 +803,7 @@ def validate(settings: Settings) -> None:
             _fail(settings, "login.users_file", f"set login.users_file or login.authenticate in the {settings.profile} profile")
     _check_transport(settings)
     _check_upstream(settings)
+    _check_public(settings)
     _check_ratelimit(settings)
     _check_pages(settings)
     _check_metrics(settings)
@@ -843,8 +852,6 @@ def _check_upstream(settings: Settings) -> None:
         _check_inline_jwks(settings, upstream.jwks)
     if settings.mode == "remote" and not upstream.client_id:
         _fail(settings, "upstream.client_id", "required in remote mode (IDP_CLIENT_ID)")
-    if settings.mode == "remote" and "openid" not in upstream.scopes:
-        _fail(settings, "upstream.scopes", "must include openid in remote mode, so the provider returns an ID token")
     for name in ("jwks_cache_ttl", "jwks_refetch_cooldown", "jwks_max_backoff", "http_timeout"):
         value = getattr(upstream, name)
         if value <= 0:
@@ -866,10 +873,23 @@ def _check_inline_jwks(settings: Settings, text: str) -> None:
         _fail(settings, "upstream.jwks", f"keys {', '.join(private)} carry private members; give the public keys only")
 
 
+def _check_public(settings: Settings) -> None:
+    if settings.mode != "public":
+        return
+    for scope in settings.public.anonymous_scopes:
+        if scope not in settings.scopes:
+            _fail(settings, "public.anonymous_scopes", f"scope {scope!r} is not in [scopes]")
+
+
 def warnings_of(settings: Settings) -> list[tuple[str, str]]:
     """Return (setting, message) pairs for valid but risky settings, logged at start-up and shown by check."""
     found: list[tuple[str, str]] = []
     upstream = settings.upstream
+    if settings.mode == "public" and not settings.ratelimit.enabled:
+        found.append((
+            "ratelimit.enabled",
+            "public mode serves anyone; with ratelimit.enabled off, one client address can send unlimited requests",
+        ))
     if settings.mode in UPSTREAM_MODES and not upstream.verify_issuer and not upstream.expected_audience:
         found.append((
             "upstream.expected_audience",

@@ -110,7 +110,7 @@ async def exchange_code(services: Services, code: str, state: UpstreamState) -> 
     """Redeem the upstream code with frontauth's PKCE verifier; return the token response.
 
     Raises:
-        UpstreamError: the provider is unreachable, or answered with an error or an unusable body.
+        UpstreamError: the provider is unreachable, or returned an error or an unusable body.
     """
     upstream = upstream_of(services)
     form = {
@@ -223,8 +223,13 @@ def _invalid_id_token(reason: str) -> UpstreamError:
                          f"upstream ID token rejected: {reason}")
 
 
-async def fetch_userinfo(services: Services, access_token: str, subject: str) -> dict[str, typing.Any]:
-    """Return the upstream userinfo claims; {} when they cannot be read or name another subject."""
+async def fetch_userinfo(services: Services, access_token: str, subject: str | None) -> dict[str, typing.Any]:
+    """Return the upstream userinfo claims; {} when they cannot be read or name another subject.
+
+    Args:
+        subject: the ID token's ``sub`` that userinfo must repeat, or None when
+            there is no ID token and userinfo is the only source of the subject.
+    """
     upstream = upstream_of(services)
     endpoint = upstream.metadata.userinfo_endpoint
     if not endpoint:
@@ -240,7 +245,7 @@ async def fetch_userinfo(services: Services, access_token: str, subject: str) ->
         logger.warning("upstream userinfo not used: %s", type(exc).__name__ if not isinstance(exc, FetchError) else exc)
         return {}
     # SECURITY: OpenID Connect Core §5.3.2: userinfo of another subject must not be used.
-    if not isinstance(document, dict) or document.get("sub") != subject:
+    if not isinstance(document, dict) or (subject is not None and document.get("sub") != subject):
         logger.warning("upstream userinfo not used: its sub differs from the ID token's")
         return {}
     return document

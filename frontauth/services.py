@@ -29,12 +29,12 @@ logger = logging.getLogger("frontauth.cli")
 @attrs.define
 class Services:
     settings: Settings
-    keys: signing_keys.SigningKeys | None  # None in transparent mode, which signs nothing
+    keys: signing_keys.SigningKeys | None  # None in transparent and public modes, which sign nothing
     driver: Driver
     stores: Stores
     clients: ClientRegistry
     users: UserDirectory
-    minter: AccessTokenMinter | None  # None in transparent mode
+    minter: AccessTokenMinter | None  # None in transparent and public modes
     csrf_key: bytes = attrs.field(repr=False)
     clock: typing.Callable[[], float] = time.time
     upstream: Upstream | None = None

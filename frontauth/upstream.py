@@ -2,9 +2,9 @@
 
 At start-up, :func:`discover` reads the provider's metadata (OpenID Connect
 Discovery 1.0 first, then RFC 8414) unless every endpoint the mode needs is
-configured, and :class:`Upstream` wraps the result: the endpoints, one HTTP
-session, and the JWKS cache that both modes share for signature keys.
-Configured endpoints always win over discovered ones.
+configured. Configured endpoints always win over discovered ones.
+:class:`Upstream` holds the result: the endpoints, one HTTP session, and the
+JWKS cache that both modes share for signature keys.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def needed_endpoints(settings: Settings) -> tuple[str, ...]:
     needed: list[str] = []
     if settings.mode == "remote":
         needed += ["authorization_endpoint", "token_endpoint"]
-        if upstream.use_userinfo:
+        if upstream.use_userinfo or "openid" not in upstream.scopes:
+            # Without openid there is no ID token, so the subject comes from userinfo.
             needed.append("userinfo_endpoint")
     if upstream.jwks is None:
         needed.append("jwks_uri")

@@ -161,7 +161,7 @@ async def test_upstream_error_reaches_client(
     [
         ("500", {}, "server_error", "the identity provider did not complete the sign-in"),
         ("invalid_grant", {}, "server_error", "the identity provider did not complete the sign-in"),
-        ("no_id_token", {}, "server_error", "the identity provider returned no ID token"),
+        ("no_id_token_no_userinfo", {}, "server_error", "the identity provider returned no ID token"),
         (None, {"nonce": "other"}, "server_error", "the identity provider returned an invalid ID token"),
         (None, {"aud": "someone-else"}, "server_error", "the identity provider returned an invalid ID token"),
         (None, {"iss": "https://evil.example"}, "server_error", "the identity provider returned an invalid ID token"),
@@ -174,7 +174,8 @@ async def test_failed_exchange_reaches_client(
     expected: str, description: str,
 ) -> None:
     client = await make_client()
-    stub.token_fault = fault
+    stub.token_fault = "no_id_token" if fault == "no_id_token_no_userinfo" else fault
+    stub.userinfo_fault = fault == "no_id_token_no_userinfo"
     stub.id_token_overrides = overrides
 
     response = await sign_in(client, stub)
@@ -183,6 +184,17 @@ async def test_failed_exchange_reaches_client(
     params = query(response.headers["Location"])
     assert params["error"] == expected
     assert params["error_description"] == description
+
+
+async def test_missing_id_token_uses_userinfo_subject(make_client: typing.Any, stub: UpstreamStub) -> None:
+    client = await make_client()
+    stub.token_fault = "no_id_token"
+
+    response = await sign_in(client, stub)
+
+    assert "code" in query(response.headers["Location"])
+    session = await client.app[SERVICES].stores.get_session(session_id_of(client))
+    assert session.subject == "alice"
 
 
 async def test_unreachable_token_endpoint_is_temporarily_unavailable(make_client: typing.Any, stub: UpstreamStub) -> None:

@@ -1,9 +1,11 @@
 """A fault-injecting upstream identity provider for tests, served by aiohttp on loopback.
 
-It serves OpenID Connect discovery metadata and a JWKS, counts requests, and
-can make the JWKS endpoint fail on demand: an HTTP error status (with
+It serves OpenID Connect discovery metadata and a JWKS, and counts requests.
+On demand, the JWKS endpoint fails with an HTTP error status (with
 ``Retry-After`` for 429), a response slower than the client's timeout, or a
-body that is not a key set. Tests sign their own tokens with its keys.
+body that is not a key set. Tests sign their own tokens with its keys. For
+remote mode it also serves a token endpoint (codes that tests issue, bound to
+the PKCE challenge and nonce of frontauth's request) and a userinfo endpoint.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class UpstreamStub:
         self.refresh_requests = 0
         self.refresh_fault = False
         self.userinfo_claims: dict[str, typing.Any] = {"name": "Alice Upstream", "email": "alice@idp.example"}
+        self.userinfo_fault = False
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -110,7 +113,7 @@ class UpstreamStub:
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     async def userinfo(self, request: web.Request) -> web.Response:
-        if not request.headers.get("Authorization", "").startswith("Bearer at-"):
+        if self.userinfo_fault or not request.headers.get("Authorization", "").startswith("Bearer at-"):
             return web.json_response({"error": "invalid_token"}, status=401)
         return web.json_response({"sub": "alice", **self.userinfo_claims})
 

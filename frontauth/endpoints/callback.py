@@ -1,10 +1,11 @@
 """The redirection endpoint of remote mode: the upstream identity provider returns here.
 
 Steps: take the upstream state (single use), load the pending authorization
-and check that the same browser returns (from here on, errors go back to the
-MCP client's redirect URI), check ``iss`` (RFC 9207), then either map the
-provider's error or exchange the code, validate the ID token, read userinfo
-if configured, start the session with the upstream tokens in the vault, and
+and check that the same browser returns. From then on, errors go back to the
+MCP client's redirect URI. Check ``iss`` (RFC 9207), then either map the
+provider's error or exchange the code and validate the ID token. When the
+provider sent no ID token, the subject comes from userinfo. Read userinfo if
+configured, start the session with the upstream tokens in the vault, and
 continue with consent or the code as local mode does after sign-in.
 """
 
@@ -79,10 +80,15 @@ async def _sign_in_upstream(
     tokens = await remote.exchange_code(services, code, upstream_state)
     id_token = tokens.get("id_token")
     if not isinstance(id_token, str):
-        raise remote.UpstreamError(
-            ServerError("the identity provider returned no ID token", redirectable=True),
-            "upstream token response has no id_token",
-        )
+        # A plain OAuth 2.0 provider (no openid scope) returns no ID token;
+        # the subject then comes from its userinfo endpoint.
+        claims = await remote.fetch_userinfo(services, tokens["access_token"], None)
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise remote.UpstreamError(
+                ServerError("the identity provider returned no ID token", redirectable=True),
+                "upstream token response has no id_token and userinfo names no subject",
+            )
+        return claims, tokens
     claims = await remote.validate_id_token(services, id_token, upstream_state.nonce)
     if upstream.settings.use_userinfo:
         extra = await remote.fetch_userinfo(services, tokens["access_token"], claims["sub"])
