@@ -13,6 +13,7 @@ from frontauth import services as services_module
 from frontauth.appkeys import SERVICES
 from frontauth.config import UPSTREAM_MODES, Settings
 from frontauth.drivers import open_driver
+from frontauth.endpoints import client_configuration
 from frontauth.endpoints import authorize, consent, health, introspect, login, metadata, register, revoke, token, userinfo
 from frontauth import public, remote, transparent, upstream as upstream_module
 from frontauth.endpoints import callback
@@ -45,6 +46,9 @@ def add_routes(app: web.Application, mode: str = "local") -> None:
     r.add_post("/oauth/consent", consent.consent_submit)
     r.add_post("/oauth/token", token.token)
     r.add_post("/oauth/register", register.register)
+    r.add_get(client_configuration.PATH, client_configuration.read)
+    r.add_put(client_configuration.PATH, client_configuration.update)
+    r.add_delete(client_configuration.PATH, client_configuration.delete)
     r.add_post("/oauth/revoke", revoke.revoke)
     r.add_post("/oauth/introspect", introspect.introspect)
     r.add_get("/oauth/userinfo", userinfo.userinfo)

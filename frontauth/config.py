@@ -240,6 +240,16 @@ class RegistrationSettings:
         "https and loopback URIs.",
         default=(),
     )
+    unused_ttl: int = _help(
+        "Seconds after which a dynamically registered client that never redeemed an authorization code "
+        "is deleted; 0 keeps every registration.",
+        default=86400,
+    )
+    max_per_address: int = _help(
+        "Registrations accepted from one client address per address_window (applies while ratelimit.enabled).",
+        default=20,
+    )
+    address_window: float = _help("Length of the per-address registration window, in seconds.", default=3600.0)
 
 
 @attrs.frozen
@@ -805,6 +815,7 @@ def validate(settings: Settings) -> None:
     _check_upstream(settings)
     _check_public(settings)
     _check_ratelimit(settings)
+    _check_registration(settings)
     _check_pages(settings)
     _check_metrics(settings)
     if settings.keys.rotation_days < 1:
@@ -945,6 +956,16 @@ _HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 # File extension -> Content-Type of the logo that /oauth/brand/logo serves.
 LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
               ".webp": "image/webp"}
+
+
+def _check_registration(settings: Settings) -> None:
+    registration = settings.registration
+    if registration.unused_ttl < 0:
+        _fail(settings, "registration.unused_ttl", f"expected 0 (keep) or more seconds, got {registration.unused_ttl}")
+    if registration.max_per_address < 1:
+        _fail(settings, "registration.max_per_address", f"expected at least 1, got {registration.max_per_address}")
+    if registration.address_window <= 0:
+        _fail(settings, "registration.address_window", f"expected a positive number of seconds, got {registration.address_window}")
 
 
 def _check_metrics(settings: Settings) -> None:

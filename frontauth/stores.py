@@ -127,6 +127,10 @@ class ClientRecord:
     application_type: str | None = None
     client_id_issued_at: int | None = None
     dynamic: bool = False
+    # RFC 7592: digest of the registration access token; None for configured clients.
+    registration_token_hash: str | None = attrs.field(default=None, repr=False)
+    # False until the client first redeems a code; an unused registration expires.
+    used: bool = True
 
     @property
     def confidential(self) -> bool:
@@ -303,9 +307,21 @@ class Stores:
     async def get_client(self, client_id: str) -> ClientRecord | None:
         return _load(ClientRecord, await self.driver.get(self.key("client", client_id)))
 
-    async def create_client(self, record: ClientRecord) -> bool:
-        """Store a new client; False when the client_id is taken."""
-        return await self.driver.set_if_absent(self.key("client", record.client_id), _dump(record), None)
+    async def create_client(self, record: ClientRecord, ttl: float | None = None) -> bool:
+        """Store a new client, expiring after ``ttl`` seconds unless None; False when the client_id is taken."""
+        return await self.driver.set_if_absent(self.key("client", record.client_id), _dump(record), ttl)
+
+    async def replace_client(self, record: ClientRecord) -> bool:
+        """Replace a stored client, keeping its remaining TTL; False when it no longer exists."""
+        return await self.driver.swap(self.key("client", record.client_id), _dump(record)) is not None
+
+    async def keep_client(self, record: ClientRecord) -> None:
+        """Store the client as used and without expiry, so it outlives the unused-registration TTL."""
+        await self.driver.set(self.key("client", record.client_id), _dump(attrs.evolve(record, used=True)), None)
+
+    async def delete_client(self, client_id: str) -> bool:
+        """Delete a stored client; False when it did not exist."""
+        return await self.driver.delete(self.key("client", client_id))
 
     # remote mode: upstream state and the vault (encrypted) ---------------------
 

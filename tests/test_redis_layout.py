@@ -87,6 +87,7 @@ async def test_full_flow_key_layout(aiohttp_client, make_settings, target: Redis
     expected_names = {
         "client": f"{prefix}client:{client.client_id}",
         "registrations": f"{prefix}ratelimit:registrations",
+        "address_registrations": f"{prefix}ratelimit:registrations:127.0.0.1",
         "pending": f"{prefix}pending:{pending_id}",
         "code": f"{prefix}code:{digest(code)}",
         "refresh": f"{prefix}refresh:{digest(first_tokens['refresh_token'])}",
@@ -100,7 +101,7 @@ async def test_full_flow_key_layout(aiohttp_client, make_settings, target: Redis
     windows = {
         name: item
         for name, item in stored.items()
-        if name.startswith(f"{prefix}ratelimit:") and name != expected_names["registrations"]
+        if name.startswith(f"{prefix}ratelimit:") and not name.startswith(expected_names["registrations"])
     }
     limited = ("authorize", "login", "register", "token")
     assert sorted(windows) == [f"{prefix}ratelimit:{endpoint}:127.0.0.1" for endpoint in limited]
@@ -112,6 +113,7 @@ async def test_full_flow_key_layout(aiohttp_client, make_settings, target: Redis
 
     assert entry["client"].ttl_ms == -1
     assert_ttl(entry["registrations"], REGISTRATION_WINDOW)
+    assert_ttl(entry["address_registrations"], app_settings.registration.address_window)
     assert_ttl(entry["pending"], 600)
     assert_ttl(entry["code"], 60)
     assert_ttl(entry["refresh"], app_settings.refresh_ttl)
@@ -121,7 +123,8 @@ async def test_full_flow_key_layout(aiohttp_client, make_settings, target: Redis
     assert_ttl(entry["consent"], app_settings.refresh_ttl)
     assert_ttl(entry["revoked"], claims["exp"] - revoked_at + app_settings.tokens.leeway)
     assert entry["registrations"].kind == "zset"
-    assert all(item.kind == "string" for name, item in entry.items() if name != "registrations")
+    assert entry["address_registrations"].kind == "zset"
+    assert all(item.kind == "string" for name, item in entry.items() if "registrations" not in name)
 
     # The redeemed code and the rotated refresh token stay as markers until they expire.
     assert json.loads(entry["code"].contents)["consumed"] is True

@@ -1,8 +1,12 @@
 """Dynamic client registration (RFC 7591).
 
-Steps: check_access (enabled, initial access token, registration cap),
-check_metadata (redirect URIs, grant and response types, auth method, scope,
-display fields), then store the client and respond 201 with its metadata.
+Steps: check_access (enabled, initial access token), check_address_limit
+(registrations per client address), check_metadata (redirect URIs, grant and
+response types, auth method, scope, display fields), then the registration
+cap. The client is stored and the response is 201 with its metadata, its
+``registration_client_uri`` and a ``registration_access_token`` (RFC 7592 §3)
+that frontauth keeps only as a digest. A client that never redeems a code is
+deleted after ``registration.unused_ttl`` seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from aiohttp import web
 
 from frontauth import uri_syntax
 from frontauth.appkeys import SERVICES
+from frontauth.ratelimit import RateLimited, client_address, retry_after_seconds
 from frontauth.clients import is_loopback_host
 from frontauth.errors import (
     AccessDenied,
@@ -30,7 +35,7 @@ from frontauth.errors import (
 from frontauth.responses import CLIENT_ID, json_response
 from frontauth.services import Services
 from frontauth.stores import ClientRecord
-from frontauth.tokens import new_opaque
+from frontauth.tokens import digest, new_opaque
 from frontauth.users import hash_random_secret
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
@@ -61,6 +66,23 @@ def check_access(services: Services, request: web.Request) -> None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
             raise InvalidToken("a valid initial access token is required to register (RFC 7591 section 3)")
+
+
+async def check_address_limit(services: Services, request: web.Request) -> None:
+    """Count this registration against the client address; over the limit, raise 429."""
+    settings = services.settings
+    if not settings.ratelimit.enabled:
+        return
+    address = client_address(request, settings.server.trust_proxy)
+    key = services.stores.key("ratelimit", f"registrations:{address}")
+    rule = settings.registration
+    state = await services.driver.hit(key, rule.address_window, rule.max_per_address, time.time())
+    if not state.allowed:
+        retry_after = retry_after_seconds(state)
+        raise RateLimited(
+            f"too many registrations from this address; retry after {retry_after} seconds",
+            headers={"Retry-After": retry_after},
+        )
 
 
 def _string(metadata: dict[str, object], name: str, limit: int = MAX_NAME_LENGTH) -> str | None:
@@ -195,9 +217,33 @@ async def _read_json(request: web.Request) -> dict[str, object]:
     return metadata
 
 
+def configuration_uri(services: Services, client_id: str) -> str:
+    """Return the RFC 7592 client configuration endpoint of a client."""
+    return f"{services.settings.issuer}/oauth/register/{client_id}"
+
+
+def client_information(services: Services, client: ClientRecord) -> dict[str, object]:
+    """Return the client information response (RFC 7591 §3.2.1, RFC 7592 §3) without secrets."""
+    body: dict[str, object] = {
+        "client_id": client.client_id,
+        "client_id_issued_at": client.client_id_issued_at,
+        "redirect_uris": client.redirect_uris,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "grant_types": client.grant_types,
+        "response_types": client.response_types,
+        "registration_client_uri": configuration_uri(services, client.client_id),
+    }
+    for name in ("client_name", "client_uri", "logo_uri", "scope", "application_type"):
+        value = getattr(client, name)
+        if value is not None:
+            body[name] = value
+    return body
+
+
 async def register(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     check_access(services, request)
+    await check_address_limit(services, request)
     metadata = await _read_json(request)
     record = check_metadata(services, metadata)
 
@@ -207,27 +253,20 @@ async def register(request: web.Request) -> web.Response:
         raise AccessDenied("the server has reached its limit of registered clients")
 
     secret = new_opaque() if record.token_endpoint_auth_method != "none" else None
-    issued_at = int(time.time())
+    registration_token = new_opaque()
+    unused_ttl = services.settings.registration.unused_ttl
     client = attrs.evolve(
         record,
         client_id=uuid.uuid4().hex,
         client_secret_hash=hash_random_secret(secret) if secret else None,
-        client_id_issued_at=issued_at,
+        client_id_issued_at=int(time.time()),
+        registration_token_hash=digest(registration_token),
+        used=unused_ttl == 0,
     )
-    await services.stores.create_client(client)
+    await services.stores.create_client(client, unused_ttl or None)
     request[CLIENT_ID] = client.client_id
-    body: dict[str, object] = {
-        "client_id": client.client_id,
-        "client_id_issued_at": issued_at,
-        "redirect_uris": client.redirect_uris,
-        "token_endpoint_auth_method": client.token_endpoint_auth_method,
-        "grant_types": client.grant_types,
-        "response_types": client.response_types,
-    }
-    for name in ("client_name", "client_uri", "logo_uri", "scope", "application_type"):
-        value = getattr(client, name)
-        if value is not None:
-            body[name] = value
+    body = client_information(services, client)
+    body["registration_access_token"] = registration_token
     if secret is not None:
         body["client_secret"] = secret
         body["client_secret_expires_at"] = 0

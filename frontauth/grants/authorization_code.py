@@ -69,6 +69,9 @@ async def handle(services: Services, client: ClientRecord, form: dict[str, str])
         await revoke_replayed(services, before)
         raise InvalidGrant("the code was already used", detail="concurrent redemption: family revoked")
 
+    if not client.used:
+        # The first redeemed code ends the unused-registration expiry.
+        await services.stores.keep_client(client)
     return await issue_tokens(
         services,
         client_id=record.client_id,
