@@ -193,7 +193,7 @@ class LoginSettings:
     )
     max_failures: int = _help(
         "Failed sign-ins allowed per user name in failure_window, whether or not the user exists; "
-        "then the form refuses that name until the window moves on. 0 turns the limit off.",
+        "then the form rejects that name until the window moves on. 0 turns the limit off.",
         default=10,
     )
     failure_window: float = _help("Length of the window that max_failures counts in, in seconds.", default=900.0)

@@ -539,7 +539,7 @@ async def test_failures_per_user_name_limited(aiohttp_client, make_settings, tmp
     assert not session_cookie_set(limited)
 
 
-async def test_limited_user_refused_with_right_password(aiohttp_client, make_settings, tmp_path):
+async def test_limited_user_rejected_with_right_password(aiohttp_client, make_settings, tmp_path):
     http = await start_app(aiohttp_client, users_settings(make_settings, tmp_path))
     client = await register(http)
     location, _ = await begin(http, client)
@@ -724,7 +724,7 @@ async def test_deny_after_client_removed_shows_close_page(http):
     assert "you may close this window" in text
 
 
-async def test_approve_after_client_removed_refused(http):
+async def test_approve_after_client_removed_rejected(http):
     client = await register(http)
     _, fields, _ = await at_consent(http, client)
     await remove_client(http, client.client_id)
@@ -733,7 +733,7 @@ async def test_approve_after_client_removed_refused(http):
 
 
 @pytest.mark.parametrize("path", ["/oauth/login?pending=unknown", "/branding/colors.css", "/static/frontauth.css"])
-async def test_every_page_refuses_framing(http, path):
+async def test_every_page_forbids_framing(http, path):
     response = await http.get(path)
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]

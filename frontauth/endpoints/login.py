@@ -1,7 +1,7 @@
 """The sign-in page of local mode (GET shows the form, POST checks it).
 
 Steps: load_pending (exists, same browser), check_form_csrf,
-count_failures (refuse a name over its limit), authenticate, start_session, then consent (or the code at
+count_failures (reject a name over its limit), authenticate, start_session, then consent (or the code at
 once when consent is remembered or turned off). A failed sign-in shows one
 message whatever failed, so the page does not reveal which user names exist.
 
