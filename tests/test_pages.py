@@ -573,7 +573,7 @@ async def test_failure_limit_off(aiohttp_client, make_settings, tmp_path):
     assert statuses == [401] * 11
 
 
-async def test_failure_window_key_holds_no_name(aiohttp_client, make_settings, tmp_path):
+async def test_failure_window_key_omits_name(aiohttp_client, make_settings, tmp_path):
     http = await start_app(aiohttp_client, users_settings(make_settings, tmp_path))
     client = await register(http)
     location, _ = await begin(http, client)
@@ -721,7 +721,7 @@ async def test_deny_after_client_removed_shows_close_page(http):
     assert response.headers["Cache-Control"] == "no-store"
     text = await response.text()
     assert "<h1>Access denied</h1>" in text
-    assert "you may close this window" in text
+    assert "You may close this window." in text
 
 
 async def test_approve_after_client_removed_rejected(http):

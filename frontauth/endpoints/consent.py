@@ -101,7 +101,8 @@ async def consent_submit(request: web.Request) -> web.StreamResponse:
     client = await services.clients.find(taken.client_id)
     if decision == "deny":
         if client is None:
-            return _closed(request, taken)
+            # The removed client's redirect_uri is no longer trusted, so the person gets a page.
+            return render_page(request, "closed.html", {})
         raise AccessDenied("the user denied the request", redirectable=True)
     if client is None:
         raise _client_removed()
@@ -113,8 +114,3 @@ async def consent_submit(request: web.Request) -> web.StreamResponse:
         )
     params = await authorization.issue_code(services, taken, session.subject, session.auth_time)
     return redirect_with_params(taken.redirect_uri, params)
-
-
-def _closed(request: web.Request, pending: PendingAuthorization) -> web.Response:
-    """Render the denial page for a removed client, whose redirect_uri is no longer trusted."""
-    return render_page(request, "closed.html", {"client_name": pending.client_id})
