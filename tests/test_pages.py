@@ -737,3 +737,17 @@ async def test_every_page_forbids_framing(http, path):
     response = await http.get(path)
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_pages_carry_no_inline_code(http):
+    client = await register(http)
+    location, _ = await begin(http, client)
+    sign_in_page = await (await http.get(local_path(location))).text()
+    consent = await sign_in(http, location)
+    consent_page = await (await http.get(local_path(consent))).text()
+    error = await (await http.get("/oauth/consent?pending=unknown")).text()
+    for text in (sign_in_page, consent_page, error):
+        assert "<script" not in text
+        assert "<style" not in text
+        assert " style=" not in text
+        assert ' href="http' not in text
