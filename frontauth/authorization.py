@@ -14,6 +14,7 @@ import urllib.parse
 import uuid
 
 from frontauth.clients import find_redirect_uri
+from frontauth import cimd
 from frontauth.identifiers import find_resource
 from frontauth.errors import InvalidRequest, InvalidScope, InvalidTarget, PageError, UnsupportedResponseType
 from frontauth.params import duplicated_error
@@ -42,6 +43,9 @@ def check_unique(duplicated: list[str]) -> None:
 async def check_client(services: Services, client_id: str | None) -> ClientRecord:
     if not client_id:
         raise PageError("Unknown application", "The request does not name a client (client_id is missing).")
+    if cimd.is_document_url(client_id, services.settings):
+        # Errors render as a page: the client is not verified, so nothing is redirected.
+        return await services.clients.documents.resolve(client_id)
     client = await services.clients.find(client_id)
     if client is None:
         raise PageError("Unknown application", "No application is registered under this client_id.", detail=client_id[:80])

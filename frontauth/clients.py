@@ -15,7 +15,7 @@ import urllib.parse
 
 from frontauth import uri_syntax
 
-from frontauth import quirks
+from frontauth import cimd, quirks
 from frontauth.config import ClientSettings, Settings
 from frontauth.errors import InvalidClient, InvalidRequest
 from frontauth.stores import ClientRecord, Stores
@@ -44,6 +44,8 @@ class ClientRegistry:
     def __init__(self, settings: Settings, stores: Stores) -> None:
         self._configured = {c.client_id: client_from_settings(c) for c in settings.clients}
         self._stores = stores
+        self._settings = settings
+        self.documents = cimd.DocumentClients(settings, stores)
 
     def is_configured(self, client_id: str) -> bool:
         return client_id in self._configured
@@ -52,7 +54,14 @@ class ClientRegistry:
         """Return the client, or None when no client has this client_id."""
         if client_id in self._configured:
             return self._configured[client_id]
-        if not client_id or len(client_id) > 255:
+        if not client_id or len(client_id) > 2000:
+            return None
+        if cimd.is_document_url(client_id, self._settings):
+            try:
+                return await self.documents.resolve(client_id)
+            except cimd.DocumentRejected:
+                return None
+        if len(client_id) > 255:
             return None
         return await self._stores.get_client(client_id)
 

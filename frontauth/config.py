@@ -253,6 +253,27 @@ class RegistrationSettings:
 
 
 @attrs.frozen
+class CimdSettings:
+    enabled: bool = _help("Accept client_id URLs that name a client ID metadata document.", default=True)
+    allow_http_loopback: bool = _help(
+        "Also fetch http documents, and connect to loopback addresses; for tests only.", default=False
+    )
+    allowed_networks: tuple[str, ...] = _help(
+        "Networks (CIDR) documents may resolve to although private or internal, e.g. 10.1.0.0/16.", default=()
+    )
+    allowed_domains: tuple[str, ...] = _help(
+        "Host names (and their subdomains) documents may come from; empty allows every host not denied.", default=()
+    )
+    denied_domains: tuple[str, ...] = _help("Host names (and their subdomains) documents may not come from.", default=())
+    timeout: float = _help("Seconds allowed for fetching one document, redirects included.", default=5.0)
+    max_bytes: int = _help("Largest accepted document, in bytes.", default=8192)
+    default_cache: float = _help("Seconds a document without Cache-Control max-age is cached.", default=300.0)
+    min_cache: float = _help("Fewest seconds a fetched document is cached, whatever its headers say.", default=60.0)
+    max_cache: float = _help("Most seconds a fetched document is cached, whatever its headers say.", default=86400.0)
+    error_cache: float = _help("Seconds a rejected document stays rejected before it is fetched again.", default=60.0)
+
+
+@attrs.frozen
 class ClientSettings:
     client_id: str = _help("Client identifier.")
     redirect_uris: tuple[str, ...] = _help("Exact redirect URIs of the client.")
@@ -441,6 +462,7 @@ class Settings:
     pages: PagesSettings = _help("Branding and templates of the browser pages.", factory=PagesSettings)
     registration: RegistrationSettings = _help("Dynamic client registration.", factory=RegistrationSettings)
     clients: tuple[ClientSettings, ...] = _help("Pre-registered clients.", default=())
+    cimd: CimdSettings = _help("Client ID metadata documents.", factory=CimdSettings)
     ratelimit: RateLimitSettings = _help("Rate limits per client address.", factory=RateLimitSettings)
     metrics: MetricsSettings = _help("Prometheus metrics.", factory=MetricsSettings)
     upstream: UpstreamSettings = _help(
@@ -816,6 +838,7 @@ def validate(settings: Settings) -> None:
     _check_public(settings)
     _check_ratelimit(settings)
     _check_registration(settings)
+    _check_cimd(settings)
     _check_pages(settings)
     _check_metrics(settings)
     if settings.keys.rotation_days < 1:
@@ -956,6 +979,24 @@ _HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 # File extension -> Content-Type of the logo that /oauth/brand/logo serves.
 LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
               ".webp": "image/webp"}
+
+
+def _check_cimd(settings: Settings) -> None:
+    import ipaddress
+
+    documents = settings.cimd
+    for i, network in enumerate(documents.allowed_networks):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            _fail(settings, f"cimd.allowed_networks[{i}]", f"expected a network such as 10.0.0.0/8, got {network!r}")
+    for name in ("timeout", "min_cache", "max_cache", "error_cache", "default_cache"):
+        if getattr(documents, name) <= 0:
+            _fail(settings, f"cimd.{name}", f"expected a positive number of seconds, got {getattr(documents, name)}")
+    if documents.max_bytes < 512:
+        _fail(settings, "cimd.max_bytes", f"expected at least 512 bytes, got {documents.max_bytes}")
+    if documents.allow_http_loopback and settings.profile != "development":
+        _fail(settings, "cimd.allow_http_loopback", f"is for tests and rejected in the {settings.profile} profile")
 
 
 def _check_registration(settings: Settings) -> None:

@@ -45,6 +45,8 @@ def authorization_server_metadata(services: Services) -> dict[str, object]:
     }
     if settings.registration.enabled:
         document["registration_endpoint"] = f"{issuer}/oauth/register"
+    # A client_id may be an https URL naming a client ID metadata document (frontauth.cimd).
+    document["client_id_metadata_document_supported"] = settings.cimd.enabled
     return document
 
 
