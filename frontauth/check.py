@@ -156,8 +156,16 @@ def check_pkce(settings: config.Settings) -> Finding:
 
 
 def check_refresh_rotation(settings: config.Settings) -> Finding:
+    grace = settings.tokens.refresh_grace
+    if grace == 0:
+        return Finding(
+            "refresh rotation", PASS, "each refresh token works once; presenting a used one revokes its whole family"
+        )
     return Finding(
-        "refresh rotation", PASS, "each refresh token works once; presenting a used one revokes its whole family"
+        "refresh rotation",
+        PASS,
+        f"each refresh token works once; a retry within {grace:g} s gets the same tokens, "
+        "later reuse revokes its whole family",
     )
 
 
