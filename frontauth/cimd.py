@@ -103,6 +103,8 @@ def check_url(url: str, settings: Settings) -> urllib.parse.SplitResult:
         raise DocumentRejected("the client_id URL must have a path")
     if parts.scheme != "https" and not (parts.scheme == "http" and settings.cimd.allow_http_loopback):
         raise DocumentRejected("the client_id URL must use https")
+    if parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
+        raise DocumentRejected("an http client_id URL must name a loopback host")
     if _host_matches(host, settings.cimd.denied_domains):
         raise DocumentRejected(f"documents from {host} are not accepted by this server")
     if settings.cimd.allowed_domains and not _host_matches(host, settings.cimd.allowed_domains):

@@ -150,6 +150,11 @@ async def test_internal_address_rejected(http, url):
     assert page["description"] == "the client_id URL resolves to a private or internal address"
 
 
+async def test_http_to_other_host_rejected(http):
+    page = await rejected_page(http, "http://clients.example/client.json")
+    assert page["description"] == "an http client_id URL must name a loopback host"
+
+
 async def test_name_resolving_to_loopback_rejected(aiohttp_client, make_settings):
     app = create_app(make_settings("[cimd]\ntimeout = 0.5\n"), driver=MemoryDriver(cleanup_interval=0))
     http = await aiohttp_client(app)
