@@ -85,16 +85,17 @@ def _logo_handler(path: str) -> typing.Callable[[web.Request], typing.Awaitable[
 
 
 
-def describe_client(request: web.Request, client: ClientRecord) -> dict[str, typing.Any]:
+def describe_client(request: web.Request, client: ClientRecord, configured: bool) -> dict[str, typing.Any]:
     """Return what the pages show about a client.
 
-    A client from configuration counts as verified: the operator wrote its
-    name, web site and logo. A dynamically registered client chose its own
+    Only a client from configuration counts as verified, because the
+    operator wrote its name, web site and logo. Any other client (dynamically
+    registered, or described by a client ID metadata document) chose its own
     name, so the page marks it unverified and shows neither its web site nor
     its logo, which could imitate another application. Only https addresses
     are shown, and the logo's origin is added to the page's img-src.
     """
-    verified = not client.dynamic
+    verified = configured
     uri = client.client_uri if verified and _is_https(client.client_uri) else None
     logo = client.logo_uri if verified and _is_https(client.logo_uri) else None
     if logo is not None:

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from frontauth import config
 from frontauth.appkeys import SERVICES
+from frontauth.stores import ClientRecord
 from frontauth.users import add_user
 from tests.oauth_checks import (  # noqa: F401 (settings, unlimited_settings and unlimited are fixtures)
     ISSUER,
@@ -684,7 +685,7 @@ async def test_registered_client_shown_unverified(http):
                             logo_uri="https://cdn.example.com/portal.png")
     text, response = await consent_text(http, client)
     assert '<p class="client-name">Example Portal <span class="unverified">unverified</span></p>' in text
-    assert "This application registered itself, so its name has not been checked." in text
+    assert "This application chose its own name, and nobody has checked it." in text
     assert "portal.example.com" not in text
     assert "cdn.example.com" not in text
     assert "img-src 'self';" in response.headers["Content-Security-Policy"]
@@ -751,3 +752,16 @@ async def test_pages_carry_no_inline_code(http):
         assert "<style" not in text
         assert " style=" not in text
         assert ' href="http' not in text
+
+
+async def test_stored_client_not_configured_unverified(http):
+    # Stored but not registered here, as a client from a client ID metadata document is.
+    record = ClientRecord(client_id="stored-client", redirect_uris=[REDIRECT_URI],
+                          client_name="Example App", client_uri="https://app.example.com/",
+                          logo_uri="https://app.example.com/logo.png", dynamic=False)
+    assert await http.app[SERVICES].stores.create_client(record)
+    text, response = await consent_text(http, Client(record.client_id))
+    assert '<p class="client-name">Example App <span class="unverified">unverified</span></p>' in text
+    assert "app.example.com/logo.png" not in text
+    assert 'href="https://app.example.com/"' not in text
+    assert "img-src 'self';" in response.headers["Content-Security-Policy"]

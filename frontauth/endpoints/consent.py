@@ -71,7 +71,7 @@ async def consent_page(request: web.Request) -> web.Response:
     context = {
         "pending_id": pending_id,
         "csrf_token": csrf_token(services, FORM, pending_id, browser),
-        "client": describe_client(request, client),
+        "client": describe_client(request, client, services.clients.is_configured(client.client_id)),
         "redirect_host": redirect_host(pending.redirect_uri),
         "resource": pending.resource,
         "scopes": scopes,

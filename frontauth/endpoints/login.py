@@ -46,13 +46,14 @@ WRONG_EMAIL = "Enter a valid e-mail address."
 async def _page(request: web.Request, services: Services, pending_id: str, browser: str, pending: PendingAuthorization,
                 *, error: str | None = None, username: str = "", status: int = 200) -> web.Response:
     client = await services.clients.find(pending.client_id)
+    configured = services.clients.is_configured(pending.client_id)
     context = {
         "pending_id": pending_id,
         "csrf_token": csrf_token(services, FORM, pending_id, browser),
         "development_login": services.users.development_login,
         "error": error,
         "username": username,
-        "client": describe_client(request, client) if client is not None else {"name": pending.client_id, "verified": False},
+        "client": describe_client(request, client, configured) if client is not None else {"name": pending.client_id, "verified": False},
     }
     return render_page(request, "login.html", context, status=status)
 
