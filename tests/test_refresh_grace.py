@@ -149,3 +149,17 @@ async def test_zero_grace_revokes_on_first_retry(start) -> None:
 
     assert reused["error_description"] == "the refresh token was already used"
     assert await introspect(http, client, first["access_token"]) == {"active": False}
+
+
+async def test_retry_after_successor_used_revokes_family(start) -> None:
+    http = await start(5.0)
+    client, tokens = await first_tokens(http)
+    second = await refreshed(http, client, tokens["refresh_token"])
+    third = await refreshed(http, client, second["refresh_token"])
+
+    # A stolen first token must not walk forward to the live third one.
+    replayed = await error_of(await refresh(http, client, tokens["refresh_token"]))
+
+    assert replayed == {"error": "invalid_grant", "error_description": "the refresh token was already used"}
+    live = await error_of(await refresh(http, client, third["refresh_token"]))
+    assert live == {"error": "invalid_grant", "error_description": "the refresh token was revoked"}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 
 from frontauth.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
 from frontauth.grants.issue import issue_tokens
@@ -33,6 +34,8 @@ from frontauth.identifiers import same_identifier
 from frontauth.services import Services
 from frontauth.stores import ClientRecord, RefreshRecord
 from frontauth.tokens import digest
+
+logger = logging.getLogger("frontauth.oauth")
 
 GRANT_TYPE = "refresh_token"
 PARAMETERS = frozenset({"grant_type", "refresh_token", "scope", "resource", "client_id", "client_secret"})
@@ -85,6 +88,12 @@ async def load_retry_response(
     if not hmac.compare_digest(successor["request"], request_fingerprint(client, form)):
         return None
     response: dict[str, object] = successor["response"]
+    # SECURITY: once the successor was itself used, the presented token is no
+    # lost response any more. Handing the successor out again would let a
+    # stolen token walk forward to the live one (RFC 9700 §4.14.2).
+    successor_record = await services.stores.get_refresh(str(response["refresh_token"]))
+    if successor_record is None or successor_record.rotated:
+        return None
     # The access token is the same one, so its remaining lifetime has shrunk.
     elapsed = max(0, int(services.clock() - successor["issued_at"]))
     response["expires_in"] = max(0, int(response["expires_in"]) - elapsed)  # type: ignore[call-overload]
@@ -155,6 +164,9 @@ async def handle(services: Services, client: ClientRecord, form: dict[str, str])
         if retry is not None and not await services.stores.family_revoked(record.family_id):
             return retry
         # SECURITY: RFC 9700 §4.14.2: reuse of a rotated token revokes the family.
+        logger.warning(
+            "refresh token reuse for client_id=%s: revoking the token family %s", record.client_id, record.family_id
+        )
         await revoke(services, record)
         raise InvalidGrant("the refresh token was already used", detail="refresh reuse: family revoked")
     if await services.stores.family_revoked(record.family_id):
