@@ -116,6 +116,31 @@ def check_resource(services: Services, resources: list[str]) -> str:
     return configured
 
 
+async def consent_needed(
+    services: Services, subject: str, pending: PendingAuthorization, prompt: frozenset[str] = frozenset()
+) -> list[str] | None:
+    """Return the scopes the person must approve now, or None when the code may be issued at once.
+
+    A remembered consent covers one user, one client and one resource
+    (the token audience). An empty list means the page must still be shown,
+    with no scope marked new.
+    """
+    consent = services.settings.consent
+    if not consent.enabled:
+        return None
+    approved = await services.stores.get_consent(subject, pending.client_id, pending.resource)
+    new_scopes = [s for s in pending.scope.split() if s not in approved]
+    if new_scopes or not consent.remember or "consent" in prompt:
+        return new_scopes
+    client = await services.clients.find(pending.client_id)
+    if client is None or (not client.confidential and pending.redirect_uri not in client.redirect_uris):
+        # SECURITY: RFC 8252 §8.6: any local process can claim a loopback port,
+        # so a public client on a port other than the registered one is not
+        # identified well enough to skip the person's approval.
+        return []
+    return None
+
+
 async def issue_code(services: Services, pending: PendingAuthorization, subject: str, auth_time: int) -> dict[str, str]:
     """Store a new authorization code for the pending request; return the redirect parameters."""
     code = new_opaque()

@@ -290,17 +290,17 @@ class Stores:
 
     # consents ---------------------------------------------------------------
 
-    def _consent_key(self, subject: str, client_id: str) -> str:
-        return self.key("consent", digest(f"{subject}\x00{client_id}"))
+    def _consent_key(self, subject: str, client_id: str, resource: str) -> str:
+        return self.key("consent", digest(f"{subject}\x00{client_id}\x00{resource}"))
 
-    async def get_consent(self, subject: str, client_id: str) -> set[str]:
-        """Return the scopes the user already approved for this client."""
-        raw = await self.driver.get(self._consent_key(subject, client_id))
+    async def get_consent(self, subject: str, client_id: str, resource: str) -> set[str]:
+        """Return the scopes the user already approved for this client at this resource."""
+        raw = await self.driver.get(self._consent_key(subject, client_id, resource))
         return set(json.loads(raw)) if raw else set()
 
-    async def put_consent(self, subject: str, client_id: str, scopes: set[str], ttl: int) -> None:
+    async def put_consent(self, subject: str, client_id: str, resource: str, scopes: set[str], ttl: int) -> None:
         raw = json.dumps(sorted(scopes)).encode()
-        await self.driver.set(self._consent_key(subject, client_id), raw, ttl)
+        await self.driver.set(self._consent_key(subject, client_id, resource), raw, ttl)
 
     # clients ----------------------------------------------------------------
 

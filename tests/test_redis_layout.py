@@ -94,7 +94,7 @@ async def test_full_flow_key_layout(aiohttp_client, make_settings, target: Redis
         "rotation": f"{prefix}rotation:{digest(first_tokens['refresh_token'])}",
         "family": f"{prefix}family:{claims['fid']}",
         "session": f"{prefix}session:{digest(session_cookie)}",
-        "consent": f"{prefix}consent:{digest(claims['sub'] + chr(0) + client.client_id)}",
+        "consent": f"{prefix}consent:{digest(claims['sub'] + chr(0) + client.client_id + chr(0) + claims['aud'])}",
         "revoked": f"{prefix}revoked:{claims['jti']}",
     }
     # Rate-limit windows, one per limited endpoint and client address.

@@ -61,12 +61,8 @@ async def authorize(request: web.Request) -> web.StreamResponse:
 
     session = None if "login" in prompt else await load_session(request, services)
     if session is not None:
-        approved = await services.stores.get_consent(session.subject, client.client_id)
-        new_scopes = [s for s in scope.split() if s not in approved]
-        consent_needed = services.settings.consent.enabled and (
-            new_scopes or not services.settings.consent.remember or "consent" in prompt
-        )
-        if not consent_needed:
+        new_scopes = await authorization.consent_needed(services, session.subject, pending, frozenset(prompt))
+        if new_scopes is None:
             params_out = await authorization.issue_code(services, pending, session.subject, session.auth_time)
             return redirect_with_params(redirect_uri, params_out)
         pending = _with_new_scopes(pending, new_scopes)

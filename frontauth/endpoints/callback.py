@@ -119,10 +119,7 @@ async def _continue(
     session_id = cookies[services.settings.session.cookie_name]
     await services.stores.put_vault(session_id, remote.vault_record(tokens, subject, now), services.settings.session.ttl)
 
-    approved = await services.stores.get_consent(subject, pending.client_id)
-    new_scopes = [s for s in pending.scope.split() if s not in approved]
-    consent = services.settings.consent
-    if consent.enabled and (new_scopes or not consent.remember):
+    if await authorization.consent_needed(services, subject, pending) is not None:
         response: web.StreamResponse = web.Response(
             status=303,
             headers={"Location": f"{services.settings.issuer}/oauth/consent?pending={pending_id}", **NO_STORE},

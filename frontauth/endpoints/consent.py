@@ -45,7 +45,7 @@ def redirect_host(redirect_uri: str) -> str:
 
 async def _scopes(services: Services, pending: PendingAuthorization, session: SessionRecord) -> list[dict[str, object]]:
     """Return each requested scope with its configured description, marked new when not approved before."""
-    approved = await services.stores.get_consent(session.subject, pending.client_id)
+    approved = await services.stores.get_consent(session.subject, pending.client_id, pending.resource)
     return [
         {
             "name": name,
@@ -108,9 +108,9 @@ async def consent_submit(request: web.Request) -> web.StreamResponse:
         raise _client_removed()
 
     if services.settings.consent.remember:
-        approved = await services.stores.get_consent(session.subject, taken.client_id)
+        approved = await services.stores.get_consent(session.subject, taken.client_id, taken.resource)
         await services.stores.put_consent(
-            session.subject, taken.client_id, approved | set(taken.scope.split()), services.settings.refresh_ttl
+            session.subject, taken.client_id, taken.resource, approved | set(taken.scope.split()), services.settings.refresh_ttl
         )
     params = await authorization.issue_code(services, taken, session.subject, session.auth_time)
     return redirect_with_params(taken.redirect_uri, params)

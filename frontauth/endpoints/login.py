@@ -110,10 +110,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     await start_session(services, SessionRecord(subject=identity.subject, auth_time=now, name=identity.name,
                                                 email=identity.email), cookies)
 
-    approved = await services.stores.get_consent(identity.subject, pending.client_id)
-    new_scopes = [s for s in pending.scope.split() if s not in approved]
-    consent = services.settings.consent
-    if consent.enabled and (new_scopes or not consent.remember):
+    if await authorization.consent_needed(services, identity.subject, pending) is not None:
         response: web.StreamResponse = web.Response(
             status=303,
             headers={"Location": f"{services.settings.issuer}/oauth/consent?pending={pending_id}", **NO_STORE},
