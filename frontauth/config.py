@@ -1025,6 +1025,8 @@ def _check_http_url(settings: Settings, path: str, url: str, *, allow_query: boo
         _fail(settings, path, f"expected an absolute http(s) URL, got {url!r}")
     if (parts.query and not allow_query) or parts.fragment:
         _fail(settings, path, f"must not carry a query or fragment, got {url!r}")
+    if "@" in parts.netloc:
+        _fail(settings, path, f"must not carry a user name or password, got {url!r}")
 
 
 def _check_clients(settings: Settings) -> None:

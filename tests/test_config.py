@@ -106,3 +106,12 @@ def test_every_setting_is_documented_in_readme():
     readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
     missing = [path for path in config.setting_paths() if f"`{path}`" not in readme]
     assert missing == []
+
+
+def test_public_url_with_userinfo_is_rejected():
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(environ={"FRONTAUTH_PUBLIC_URL": "https://user@auth.example.com"})
+    assert str(raised.value) == (
+        "invalid setting public_url (from environment variable FRONTAUTH_PUBLIC_URL): "
+        "must not carry a user name or password, got 'https://user@auth.example.com'"
+    )
