@@ -234,7 +234,10 @@ class RegistrationSettings:
     initial_access_token: str | None = _help(
         "Bearer token that registration requests must carry; unset accepts anyone.", default=None, repr=False
     )
-    max_clients: int = _help("Maximum number of dynamically registered clients.", default=10000)
+    max_clients: int = _help(
+        "Maximum number of dynamic registrations within unused_ttl (within ten years when unused_ttl is 0).",
+        default=10000,
+    )
     allowed_redirect_uris: tuple[str, ...] = _help(
         "Shell-style patterns (fnmatch) a registered redirect_uri must match; empty allows "
         "https and loopback URIs.",

@@ -27,8 +27,6 @@ from tests.redis_app import RedisTarget, StoredKey, start_app, target_for, uniqu
 TTL_SLACK = 5.0
 # Long enough that the rotation key of the refresh is still there when the keys are listed.
 REFRESH_GRACE = 30.0
-# The registration cap counts clients in a window of ten years.
-REGISTRATION_WINDOW = 10 * 365 * 86400
 
 
 def jwt_claims(token: str) -> dict[str, typing.Any]:
@@ -112,7 +110,8 @@ async def test_full_flow_key_layout(aiohttp_client, make_settings, target: Redis
     entry = {kind: stored[name] for kind, name in expected_names.items()}
 
     assert entry["client"].ttl_ms == -1
-    assert_ttl(entry["registrations"], REGISTRATION_WINDOW)
+    # The registration cap counts within registration.unused_ttl.
+    assert_ttl(entry["registrations"], app_settings.registration.unused_ttl)
     assert_ttl(entry["address_registrations"], app_settings.registration.address_window)
     assert_ttl(entry["pending"], 600)
     assert_ttl(entry["code"], 60)

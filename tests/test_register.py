@@ -386,3 +386,14 @@ async def test_odd_input_no_server_error(aiohttp_client, make_settings, kind):
     toml = NO_RATE_LIMIT + '[registration]\ninitial_access_token = "let-me-register"\n'
     http = await start_app(aiohttp_client, make_settings(toml))
     assert await server_errors(http, odd_registrations("let-me-register")[kind]) == []
+
+
+async def test_registration_cap_counts_within_unused_ttl(aiohttp_client, make_settings, monkeypatch):
+    import time as time_module
+
+    http = await start_app(aiohttp_client, make_settings("[registration]\nmax_clients = 1\nunused_ttl = 60\n"))
+    assert (await post_metadata(http, public())).status == 201
+    assert (await post_metadata(http, public())).status == 403
+    later = time_module.time() + 61
+    monkeypatch.setattr(time_module, "time", lambda: later)
+    assert (await post_metadata(http, public())).status == 201

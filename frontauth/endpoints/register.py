@@ -248,7 +248,11 @@ async def register(request: web.Request) -> web.Response:
     record = check_metadata(services, metadata)
 
     cap = services.settings.registration.max_clients
-    window = await services.driver.hit(services.stores.key("ratelimit", "registrations"), CAP_WINDOW, cap, time.time())
+    # Registrations older than unused_ttl are in use or deleted, so counting
+    # within that period caps the clients waiting unused without letting a
+    # burst of registrations lock registration for good.
+    period = float(services.settings.registration.unused_ttl) or CAP_WINDOW
+    window = await services.driver.hit(services.stores.key("ratelimit", "registrations"), period, cap, time.time())
     if not window.allowed:
         raise AccessDenied("the server has reached its limit of registered clients")
 
