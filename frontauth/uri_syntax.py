@@ -1,7 +1,7 @@
 """Strict checks of redirect URI text, applied before any parsing or matching.
 
 urllib.parse is lenient: it drops tabs and line breaks, accepts spaces and
-lower-cases nothing, so two different strings can parse to the same parts.
+lower-cases the scheme, so two different strings can parse to the same parts.
 Redirect URIs must match exactly (OAuth 2.1 §2.3.1), so frontauth checks the
 text itself: only RFC 3986 characters, no user information, and for the
 registration policy, patterns matched part by part.
