@@ -36,7 +36,7 @@ AREAS = (
     ("asyncio", re.compile(r"/asyncio/")),
 )
 
-# Frames that are on the stack in every sample of the server, so their share tells nothing.
+# Frames that are on the stack in every sample of the server, so their share carries no information.
 ENTRY_POINTS = frozenset({"frontauth/__main__.py", "frontauth/cli.py"})
 
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>[^()]*?)(?::\d+)?\)$")

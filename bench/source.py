@@ -1,4 +1,4 @@
-"""Which frontauth the benchmark runs: the installed package, or a snapshot of one commit.
+"""The frontauth that the benchmark runs: the installed package, or a snapshot of one commit.
 
 The installed package is an editable install of the working tree, so it
 changes whenever someone edits a file. ``--frontauth-from REV`` measures one
@@ -37,7 +37,7 @@ def _git(*args: str) -> str:
 
 @attrs.frozen
 class FrontauthSource:
-    """Where the benchmark's frontauth processes import frontauth from.
+    """The import location of frontauth for the benchmark's frontauth processes.
 
     Attributes:
         label: how the report names it.
@@ -60,12 +60,12 @@ class FrontauthSource:
 
     @functools.cached_property
     def settings_sections(self) -> frozenset[str]:
-        """Return the top-level setting names this frontauth knows."""
+        """Return the top-level setting names that this frontauth accepts."""
         code = "import attrs, frontauth.config as c; print(' '.join(attrs.fields_dict(c.Settings)))"
         completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=self.env(),
                                    cwd=CACHE_DIR, check=False)
         if completed.returncode != 0:
-            raise SourceUnavailable(f"frontauth cannot be imported: {completed.stderr.strip()[-500:]}")
+            raise SourceUnavailable(f"importing frontauth failed: {completed.stderr.strip()[-500:]}")
         return frozenset(completed.stdout.split())
 
 
@@ -100,5 +100,5 @@ def snapshot(revision: str) -> FrontauthSource:
         )
         if installed_ok.returncode != 0:
             shutil.rmtree(root, ignore_errors=True)
-            raise SourceUnavailable(f"pip could not install commit {short}: {installed_ok.stderr.strip()[-500:]}")
+            raise SourceUnavailable(f"pip install of commit {short} failed: {installed_ok.stderr.strip()[-500:]}")
     return FrontauthSource(f"commit {short} (snapshot, working tree not used)", site_dir)
