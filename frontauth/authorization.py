@@ -161,7 +161,7 @@ async def issue_code(services: Services, pending: PendingAuthorization, subject:
 
 
 def redirect_origin(redirect_uri: str) -> str:
-    """The CSP source that allows a form to end in a redirect to this URI."""
+    """Return the CSP source that allows a form to end in a redirect to this URI."""
     parts = urllib.parse.urlsplit(redirect_uri)
     scheme = parts.scheme if re.fullmatch(r"[a-z][a-z0-9+.\-]*", parts.scheme) else ""
     if not scheme:

@@ -2,7 +2,7 @@
 
 Pre-registered clients come from configuration and are never written to
 storage; dynamically registered ones (RFC 7591) live in the shared store so
-every instance knows them.
+every instance can find them.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class ClientRegistry:
 
 
 def _challenge(authorization: str | None) -> dict[str, str]:
-    # RFC 6749 §5.2: answer 401 with a challenge for the scheme the client tried.
+    # RFC 6749 §5.2: a 401 carries a challenge for the scheme the client tried.
     return {"WWW-Authenticate": 'Basic realm="frontauth"'}
 
 

@@ -17,7 +17,7 @@ _DESCRIPTION_CHARS = re.compile(r'^[\x20\x21\x23-\x5b\x5d-\x7e]*$')
 
 
 class OAuthError(Exception):
-    """Base class of the errors a client sees, rendered by frontauth.responses."""
+    """Base class of the errors returned to clients, rendered by frontauth.responses."""
 
     error: str = "server_error"
     status: int = 400

@@ -134,7 +134,7 @@ async def error_middleware(request: web.Request, handler: typing.Callable[..., t
             return render_error(request, error)
         raise
     except ConnectionResetError:
-        # The client went away mid-request; nobody is left to answer.
+        # The client disconnected mid-request, so no response can reach it.
         logger.debug("client disconnected during %s %s", request.method, request.path)
         return web.Response(status=400)
     except Exception:

@@ -2,7 +2,7 @@
 
 Flow code (endpoints and grants) talks only to the typed stores at the bottom of
 this module. Each store builds its keys, serializes its records and picks its TTL,
-then calls one :class:`Driver`. A driver knows nothing about OAuth: it stores
+then calls one :class:`Driver`. A driver has no OAuth logic: it stores
 bytes under string keys. Every driver operation touches exactly one key, so the
 same stores run unchanged on a Redis Cluster.
 
@@ -112,7 +112,7 @@ class Driver(typing.Protocol):
         """
 
     async def ping(self) -> None:
-        """Raise StorageUnavailable when the backend does not answer."""
+        """Raise StorageUnavailable when the backend does not respond."""
 
     async def close(self) -> None:
         """Release connections and background tasks."""

@@ -1,6 +1,6 @@
 """Opaque credentials (codes, refresh tokens, session ids) and JWT access tokens.
 
-Opaque credentials are 256-bit random strings. Storage only ever sees their
+Opaque credentials are 256-bit random strings. Storage only ever receives their
 SHA-256 digest, so a copy of the database hands out no working credential.
 Access tokens are JWTs in the RFC 9068 profile, signed by the current key.
 """

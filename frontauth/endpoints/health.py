@@ -10,12 +10,12 @@ from frontauth.storage import StorageUnavailable
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
+    """Return 200 while the process serves requests (liveness)."""
     return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the storage driver answers a ping."""
+    """Return 200 when the storage driver responds to a ping, else 503 (readiness)."""
     driver = request.app[SERVICES].driver
     try:
         await driver.ping()

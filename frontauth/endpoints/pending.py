@@ -31,7 +31,7 @@ def pending_id_of(values: dict[str, str]) -> str:
 
 
 def check_browser(request: web.Request, pending: PendingAuthorization) -> str:
-    """The pending authorization belongs to the browser that started it."""
+    """Check that the request comes from the browser that started the pending authorization."""
     browser = browser_id(request)
     if browser is None or not hmac.compare_digest(digest(browser), pending.browser):
         raise PageError(

@@ -2,7 +2,7 @@
 
 Steps: check_request (form body), authenticate the client, find the token
 (refresh token by digest, access token by signature), check that it belongs
-to the client, revoke. The answer is 200 whether or not the token was known
+to the client, revoke. The response is 200 whether or not the token was known
 (RFC 7009 §2.2), so the endpoint cannot be used to probe for valid tokens.
 """
 

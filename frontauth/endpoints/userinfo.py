@@ -11,7 +11,7 @@ from frontauth.responses import CLIENT_ID, json_response
 
 
 def bearer_token(request: web.Request) -> str:
-    """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
+    """Return the token of an ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("a bearer access token is required")
