@@ -1,7 +1,9 @@
 """Bearer-token verification for a protected resource, such as an MCP server.
 
 :class:`BearerVerifier` checks frontauth's JWT access tokens in-process against
-the authorization server's published key set. Three front ends use it:
+the authorization server's published key set, remembers the tokens it verified,
+and refuses revoked ones it knows of (see :meth:`BearerVerifier.revoke` and
+:class:`Introspection`). Three front ends use it:
 
 - :func:`bearer_auth_middleware` for aiohttp applications;
 - :class:`BearerAuthMiddleware` for ASGI applications (Starlette, FastAPI);
@@ -19,11 +21,14 @@ from frontauth.resource.bearer import extract_bearer_token
 from frontauth.resource.errors import (
     BearerError,
     InsufficientScope,
+    IntrospectionUnavailable,
     InvalidRequest,
     InvalidToken,
     KeySetUnavailable,
     MissingToken,
+    VerificationUnavailable,
 )
+from frontauth.resource.introspection import Introspection
 from frontauth.resource.jwks import KeySetCache
 from frontauth.resource.verifier import DEFAULT_ALGORITHMS, BearerVerifier, VerifiedToken
 
@@ -38,12 +43,15 @@ __all__ = [
     "BearerError",
     "BearerVerifier",
     "InsufficientScope",
+    "Introspection",
+    "IntrospectionUnavailable",
     "InvalidRequest",
     "InvalidToken",
     "KeySetCache",
     "KeySetUnavailable",
     "MCPTokenVerifier",
     "MissingToken",
+    "VerificationUnavailable",
     "VerifiedToken",
     "bearer_auth_middleware",
     "extract_bearer_token",

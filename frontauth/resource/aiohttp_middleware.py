@@ -11,8 +11,8 @@ from frontauth.resource.bearer import extract_bearer_token
 from frontauth.resource.errors import (
     BearerError,
     Challenge,
-    KeySetUnavailable,
     MissingToken,
+    VerificationUnavailable,
     check_metadata_url,
     render_challenge,
     render_unavailable,
@@ -65,9 +65,9 @@ def bearer_auth_middleware(
         except BearerError as exc:
             logger.debug("request to %s rejected: %s (%s)", request.path, exc.error, exc.description)
             return _response(render_challenge(exc, resource_metadata_url))
-        except KeySetUnavailable:
-            logger.warning("request to %s rejected: the issuer's key set is unavailable", request.path)
-            return _response(render_unavailable())
+        except VerificationUnavailable as exc:
+            logger.warning("request to %s rejected: %s", request.path, exc)
+            return _response(render_unavailable(exc))
         return await handler(request)
 
     return middleware

@@ -9,8 +9,8 @@ from frontauth.resource.bearer import extract_bearer_token
 from frontauth.resource.errors import (
     BearerError,
     Challenge,
-    KeySetUnavailable,
     MissingToken,
+    VerificationUnavailable,
     check_metadata_url,
     render_challenge,
     render_unavailable,
@@ -82,9 +82,9 @@ class BearerAuthMiddleware:
             logger.debug("request to %s rejected: %s (%s)", scope["path"], exc.error, exc.description)
             await self._reject(scope, receive, send, render_challenge(exc, self.resource_metadata_url))
             return
-        except KeySetUnavailable:
-            logger.warning("request to %s rejected: the issuer's key set is unavailable", scope["path"])
-            await self._reject(scope, receive, send, render_unavailable())
+        except VerificationUnavailable as exc:
+            logger.warning("request to %s rejected: %s", scope["path"], exc)
+            await self._reject(scope, receive, send, render_unavailable(exc))
             return
 
         await self.app({**scope, SCOPE_KEY: verified}, receive, send)

@@ -80,12 +80,29 @@ class InsufficientScope(BearerError):
         self.scope = scope
 
 
-class KeySetUnavailable(Exception):
-    """No key set could be loaded yet, so no token can be checked.
+class VerificationUnavailable(Exception):
+    """A token could not be checked because a part the check needs is unavailable.
 
     This is a fault of the resource server or the authorization server, not of
     the client, so it is rendered as 503 rather than as an RFC 6750 challenge.
+
+    Attributes:
+        public_description: fixed text for the ``error_description`` of the 503 response.
     """
+
+    public_description = "The access token could not be checked"
+
+
+class KeySetUnavailable(VerificationUnavailable):
+    """No key set could be loaded yet, so no token can be checked."""
+
+    public_description = "The token signing keys could not be loaded"
+
+
+class IntrospectionUnavailable(VerificationUnavailable):
+    """Token introspection failed, and the verifier is set to reject tokens it cannot check there."""
+
+    public_description = "The access token status could not be checked"
 
 
 @attrs.frozen
@@ -132,11 +149,14 @@ def render_challenge(error: BearerError, resource_metadata_url: str | None) -> C
     return Challenge(status=error.status, headers=headers, body=body)
 
 
-def render_unavailable() -> Challenge:
-    """Build the 503 response sent while no key set is available."""
-    body = json.dumps(
-        {"error": "temporarily_unavailable", "error_description": "The token signing keys could not be loaded"}
-    ).encode()
+def render_unavailable(error: VerificationUnavailable | None = None) -> Challenge:
+    """Build the 503 response sent while a token cannot be checked.
+
+    Args:
+        error: the failure. None stands for :class:`KeySetUnavailable`.
+    """
+    description = (error or KeySetUnavailable()).public_description
+    body = json.dumps({"error": "temporarily_unavailable", "error_description": description}).encode()
     headers = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
     return Challenge(status=503, headers=headers, body=body)
 

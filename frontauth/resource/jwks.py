@@ -183,10 +183,11 @@ class KeySetCache:
         self.on_retry = on_retry
 
         self._keys: KeySet | None = None
+        self._by_kid: dict[str, Key] = {}
         self._static = jwks is not None
         if jwks is not None:
             try:
-                self._keys = _import_key_set(jwks)
+                self._use(_import_key_set(jwks))
             except FetchError as exc:
                 raise ValueError(f"jwks: {exc}") from exc
         self._stale_at = 0.0
@@ -258,12 +259,24 @@ class KeySetCache:
             self._session = None
 
     def _find(self, kid: str) -> Key | None:
-        if self._keys is None:
-            return None
-        for key in self._keys:
-            if key.kid == kid:
-                return key
-        return None
+        return self._by_kid.get(kid)
+
+    def _use(self, keys: KeySet) -> None:
+        """Replace the key set, keeping the old object of every key whose public JWK is unchanged.
+
+        NOTE: the verified-token cache compares key objects by identity, so a
+        refetch that brings the same keys must not look like a key change.
+        """
+        previous = self._by_kid
+        by_kid: dict[str, Key] = {}
+        for index, key in enumerate(keys.keys):
+            old = previous.get(key.kid)  # type: ignore[arg-type]
+            if old is not None and old.as_dict(private=False) == key.as_dict(private=False):
+                keys.keys[index] = key = old
+            # The first key with a kid wins, as a linear search would find it.
+            by_kid.setdefault(key.kid, key)  # type: ignore[arg-type]
+        self._keys = keys
+        self._by_kid = by_kid
 
     def _start_fetch(self) -> asyncio.Task[None] | None:
         """Return the running fetch, or start one if the cool-down or backoff allows it."""
@@ -314,7 +327,7 @@ class KeySetCache:
                 "keeping the previous key set" if self._keys is not None else "no key set is loaded",
             )
         else:
-            self._keys = keys
+            self._use(keys)
             self._failures = 0
             self._stale_at = started + self._ttl
             self._next_fetch_at = started + self._refetch_cooldown

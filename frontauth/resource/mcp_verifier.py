@@ -13,7 +13,7 @@ import logging
 
 from mcp.server.auth.provider import AccessToken
 
-from frontauth.resource.errors import BearerError, KeySetUnavailable
+from frontauth.resource.errors import BearerError, VerificationUnavailable
 from frontauth.resource.verifier import BearerVerifier
 
 logger = logging.getLogger("frontauth.resource")
@@ -36,15 +36,16 @@ class MCPTokenVerifier:
         Returns:
             The token's client, scopes, expiry, resource (the verifier's
             audience, which ``aud`` contains), subject and all claims. None when
-            the token is invalid or no key set could be loaded.
+            the token is invalid, or when it cannot be checked because no key set
+            could be loaded or introspection failed.
         """
         try:
             verified = await self.verifier.verify(token, required_scopes=())
         except BearerError as exc:
             logger.debug("MCP request rejected: %s (%s)", exc.error, exc.description)
             return None
-        except KeySetUnavailable:
-            logger.warning("MCP request rejected: the key set of issuer %s is unavailable", self.verifier.issuer)
+        except VerificationUnavailable as exc:
+            logger.warning("MCP request rejected: %s", exc)
             return None
         return AccessToken(
             token=token,
