@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-import uuid
 
 from frontauth.clients import find_redirect_uri
 from frontauth import cimd
@@ -20,7 +19,7 @@ from frontauth.errors import InvalidRequest, InvalidScope, InvalidTarget, PageEr
 from frontauth.params import duplicated_error
 from frontauth.services import Services
 from frontauth.stores import ClientRecord, CodeRecord, PendingAuthorization
-from frontauth.tokens import new_opaque
+from frontauth.tokens import new_id, new_opaque
 
 MAX_STATE_LENGTH = 1024
 # Parameters that decide where errors may be sent; a repeated one makes both untrustworthy.
@@ -153,7 +152,7 @@ async def issue_code(services: Services, pending: PendingAuthorization, subject:
         resource=pending.resource,
         subject=subject,
         auth_time=auth_time,
-        family_id=uuid.uuid4().hex,
+        family_id=new_id(),
     )
     await services.stores.put_code(code, record, services.settings.tokens.code_ttl)
     # RFC 9207 §2: iss lets the client detect a mix-up between servers.

@@ -477,7 +477,8 @@ class Settings:
     # setting path -> where its value came from; filled by load()
     sources: dict[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
-    @property
+    # Cached: the hot path reads these on every request, and settings never change once loaded.
+    @functools.cached_property
     def issuer(self) -> str:
         """The issuer identifier: public_url without a trailing slash."""
         if self.public_url:
@@ -487,7 +488,7 @@ class Settings:
         scheme = "https" if self.server.tls_cert else "http"
         return f"{scheme}://{_url_host(self.server.host)}:{self.server.port}"
 
-    @property
+    @functools.cached_property
     def audiences(self) -> tuple[str, ...]:
         """Resources that tokens may name in aud; the first is the default."""
         return self.resources or (self.issuer + "/mcp",)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import secrets
 import time
 import typing
-import uuid
 
 import attrs
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwt
 
 from frontauth.keys import SigningKeys
@@ -23,6 +27,11 @@ from frontauth.keys import SigningKeys
 def new_opaque() -> str:
     """Return a new random credential: 32 bytes, base64url without padding."""
     return secrets.token_urlsafe(32)
+
+
+def new_id() -> str:
+    """Return a new random identifier (jti, family id): 128 bits as 32 hex digits."""
+    return os.urandom(16).hex()
 
 
 def digest(credential: str) -> str:
@@ -39,15 +48,55 @@ class AccessToken:
     expires_at: int
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class CompactSigner:
+    """Sign JWS compact serialisations (RFC 7515 §7.1) with one key and a fixed header.
+
+    The header segment is encoded once; each call encodes the claims, signs
+    ``header.payload`` and appends the signature. ES256 signatures are the raw
+    ``r || s`` pair of RFC 7518 §3.4, not the DER form OpenSSL returns.
+    Tokens signed here verify with any JOSE library; the tests check them with
+    joserfc and with the resource-side verifier.
+    """
+
+    def __init__(self, keys: SigningKeys, header: dict[str, str]) -> None:
+        self._prefix = _b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
+        private = keys.signing_key.private_key
+        if keys.alg == "ES256" and isinstance(private, ec.EllipticCurvePrivateKey):
+            self._sign = self._es256(private)
+        elif keys.alg == "RS256" and isinstance(private, rsa.RSAPrivateKey):
+            self._sign = lambda data: private.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        elif keys.alg == "EdDSA" and isinstance(private, ed25519.Ed25519PrivateKey):
+            self._sign = private.sign
+        else:
+            raise ValueError(f"cannot sign {keys.alg} with a {type(private).__name__}")
+
+    @staticmethod
+    def _es256(private: ec.EllipticCurvePrivateKey) -> typing.Callable[[bytes], bytes]:
+        algorithm = ec.ECDSA(hashes.SHA256())
+
+        def sign(data: bytes) -> bytes:
+            r, s = decode_dss_signature(private.sign(data, algorithm))
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+        return sign
+
+    def sign(self, claims: dict[str, typing.Any]) -> str:
+        signing_input = self._prefix + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        return signing_input + "." + _b64url(self._sign(signing_input.encode("ascii")))
+
+
 class AccessTokenMinter:
     """Sign RFC 9068 access tokens with the current signing key."""
 
     def __init__(self, keys: SigningKeys, issuer: str, lifetime: int, clock: typing.Callable[[], float] = time.time) -> None:
-        self._keys = keys
         self._issuer = issuer
         self._lifetime = lifetime
         self._clock = clock
-        self._header = {"alg": keys.alg, "typ": "at+jwt", "kid": keys.kid}
+        self._signer = CompactSigner(keys, {"alg": keys.alg, "typ": "at+jwt", "kid": keys.kid})
 
     def mint(
         self,
@@ -67,7 +116,7 @@ class AccessTokenMinter:
         is revoked.
         """
         now = int(self._clock())
-        jti = uuid.uuid4().hex
+        jti = new_id()
         claims: dict[str, typing.Any] = {
             "iss": self._issuer,
             "sub": subject,
@@ -83,7 +132,7 @@ class AccessTokenMinter:
             claims["auth_time"] = auth_time
         if family_id is not None:
             claims["fid"] = family_id
-        token = jwt.encode(self._header, claims, self._keys.signing_key, algorithms=[self._keys.alg])
+        token = self._signer.sign(claims)
         return AccessToken(token=token, jti=jti, expires_in=self._lifetime, expires_at=now + self._lifetime)
 
 
