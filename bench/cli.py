@@ -1,6 +1,6 @@
 """Command line of the benchmark: ``python -m bench [--peers] [--quick] ...``.
 
-It measures frontauth (memory and Redis drivers) and, with ``--peers``, the
+It measures frontauth (memory, Redis and SQLite drivers) and, with ``--peers``, the
 peer servers it installs into bench/.cache, then prints the Markdown report and
 writes it to bench/results/. Every server runs on loopback, every run is
 bounded in time and in requests, and the whole invocation stops by itself

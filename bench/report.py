@@ -1,12 +1,12 @@
-"""The Markdown report: results, ratios, Redis figures, verification, profiles, versions."""
+"""The Markdown report: results, ratios, Redis and SQLite figures, verification, profiles, versions."""
 
 from __future__ import annotations
 
 import math
+import sqlite3
 import statistics
 import time
 import typing
-
 
 from bench.loadgen import RATE_UNITS, RunResult, Spread, percentile
 from bench.runner import CellResult, Outcome
@@ -123,6 +123,28 @@ def _ratios_table(outcome: Outcome) -> list[str]:
     return _table(header, rows) if rows else ["No pair of targets to compare."]
 
 
+def _drivers_table(outcome: Outcome) -> list[str]:
+    """frontauth on each storage driver against frontauth on memory: the rate kept and the CPU added per op."""
+    base_key = "frontauth-memory"
+    header = ["… / frontauth-memory", "scenario", "conc.", "ops/s ratio", "server CPU ms/op added"]
+    rows = []
+    drivers = [t for t in outcome.plan.targets if t.key in DRIVER_TARGETS]
+    for driver in drivers:
+        for scenario in ("flow", "refresh"):
+            for concurrency in outcome.plan.concurrencies:
+                memory = _find(outcome, base_key, scenario, concurrency)
+                other = _find(outcome, driver.key, scenario, concurrency)
+                if memory is None or other is None:
+                    continue
+                added = Spread.of(_cpu_per_op(other)).median - Spread.of(_cpu_per_op(memory)).median
+                rows.append([driver.key, scenario, str(concurrency),
+                             _ratio(_rates(other).median, _rates(memory).median), _num(added, 3)])
+    return _table(header, rows) if rows else ["No storage driver was measured beside the memory driver."]
+
+
+DRIVER_TARGETS = ("frontauth-redis", "frontauth-sqlite")
+
+
 def _redis_table(outcome: Outcome) -> list[str]:
     header = ["scenario", "conc.", "round trips per op (MONITOR)", "Redis commands per op (commandstats)",
               "commands per op, by command", "Redis CPU s",
@@ -151,6 +173,61 @@ def _redis_table(outcome: Outcome) -> list[str]:
             _num(statistics.median(growth), 0) if growth else "–",
         ])
     return _table(header, rows) if rows else ["No Redis target was measured."]
+
+
+def _sqlite_table(outcome: Outcome) -> list[str]:
+    header = ["target", "scenario", "conc.", "errors", "database file after window MiB", "WAL file after window MiB",
+              "database file growth per op (bytes)", "disk writes per op KiB", "write syscalls per op",
+              "bytes per refresh-token row: payload / on disk", "rows after the last window",
+              "expired rows left", "log: storage errors (locked) / failed sweeps"]
+    rows = []
+    for cell in outcome.cells:
+        if not cell.runs or "sqlite" not in cell.runs[0].probes:
+            continue
+        files = [run.probes["sqlite"] for run in cell.runs]
+        ops = [run.ops for run in cell.runs]
+        errors = sum(sum(run.errors.values()) for run in cell.runs)
+        stats = cell.sqlite_stats
+        marks = cell.sqlite_log or {}
+        rows.append([
+            cell.target.key, cell.scenario, str(cell.concurrency), f"{errors} of {errors + sum(ops)}",
+            _num(statistics.median(f["database_bytes"] for f in files) / MIB, 1),
+            _num(statistics.median(f["wal_bytes"] for f in files) / MIB, 1),
+            _per_op(files, ops, "database_growth", 1, 0),
+            _per_op(files, ops, "disk_write_bytes", 1024, 1),
+            _per_op(files, ops, "write_syscalls", 1, 1),
+            _record_bytes(stats, cell.sqlite_stats_failure),
+            _rows_by_kind(stats),
+            str(stats.expired_left) if stats else "–",
+            (f"{marks.get('storage errors', 0)} ({marks.get('locked', 0)} locked) / {marks.get('cleanup failed', 0)}"
+             if cell.sqlite_log is not None else "–"),
+        ])
+    if not rows:
+        return ["No SQLite target was measured."]
+    return [f"SQLite {sqlite3.sqlite_version} (the library of the Python that runs the benchmark and frontauth).",
+            "", *_table(header, rows)]
+
+
+def _per_op(files: list[dict[str, typing.Any]], ops: list[int], field: str, unit: int, digits: int) -> str:
+    values = [f[field] / unit / n for f, n in zip(files, ops) if n]
+    return _num(statistics.median(values), digits) if values else "–"
+
+
+def _record_bytes(stats: typing.Any, failure: str | None) -> str:
+    if stats is None:
+        return f"not read: {failure[:80]}" if failure else "–"
+    if not stats.refresh_records:
+        return "no refresh-token rows"
+    on_disk = _num(stats.refresh_on_disk, 0) if stats.dbstat else "no dbstat in this SQLite"
+    return f"{_num(stats.refresh_payload, 0)} / {on_disk} (mean of {stats.refresh_records:,} rows)"
+
+
+def _rows_by_kind(stats: typing.Any) -> str:
+    if stats is None:
+        return "–"
+    kinds = sorted(stats.rows_by_kind.items(), key=lambda item: -item[1])
+    parts = [f"{kind} {count:,}" for kind, count in kinds] + [f"window_hits {stats.window_hits:,}"]
+    return ", ".join(parts)
 
 
 def _round_trips(monitor: dict[str, typing.Any] | None, commands_per_op: float) -> str:
@@ -226,9 +303,29 @@ def render(outcome: Outcome, versions: dict[str, dict[str, str]], machine: dict[
         "",
         *_ratios_table(outcome),
         "",
+        "Storage drivers against the memory driver: the share of its ops/s that frontauth keeps on each driver "
+        "(below 1× is slower), and the server CPU each op costs on top of the memory driver's (Redis's own CPU "
+        "not included).",
+        "",
+        *_drivers_table(outcome),
+        "",
         "## Redis driver",
         "",
         *_redis_table(outcome),
+        "",
+        "## SQLite driver",
+        "",
+        *_sqlite_table(outcome),
+        "",
+        "Files are sizes at the end of each window, medians over the runs. *database file growth* counts the "
+        "main file only, since the WAL is a log that checkpoints copy back into it. *disk writes* are the "
+        "server's `write_bytes` from `/proc/PID/io`, the bytes it caused to be sent to the storage device, and "
+        "*write syscalls* its `syscw`. *payload* is the mean of key, value and expiry bytes of a refresh-token "
+        "row. *on disk* estimates the row's share of the entries table's pages from `dbstat` (the page bytes "
+        "per payload byte of the table times the row's payload) plus one mean entry of the expiry index. "
+        "*rows* and *expired rows left* come from a read-only connection after the last window; *log* counts "
+        "server log lines over the whole cell that report a request failed on storage (of which a locked "
+        "database), and failed sweeps of expired rows.",
         "",
         "## In-process verification (frontauth.resource.BearerVerifier, one core)",
         "",

@@ -1,14 +1,16 @@
 """Run the benchmark plan: one cell per target, scenario and concurrency.
 
 Each cell starts a fresh server (and, for frontauth on Redis, a fresh
-redis-server), signs every worker in, then runs the measured windows. Servers
-are stopped by process id when the cell ends, whatever happened in it.
+redis-server, or on SQLite, a new database file), signs every worker in, then
+runs the measured windows. Servers are stopped by process id when the cell
+ends, whatever happened in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 import typing
 
@@ -23,6 +25,7 @@ from bench.procstat import MachineProbe, ServerProbe, wait_for_quiet
 from bench.profiling import ProfileSummary, PySpyProbe
 from bench.redisstats import MonitorProbe, RedisProbe
 from bench.servers import StartFailed
+from bench.sqlitestats import DatabaseStats, SqliteFilesProbe, count_log_markers, database_stats
 from bench.targets import FRONTAUTH_PREFIX, Context, Running, Target
 
 SETUP_CONCURRENCY = 16
@@ -59,6 +62,11 @@ class CellResult:
     # From MONITOR: commands that clients sent (command -> calls), and how many
     # commands ran inside Lua scripts, over one unmeasured window.
     redis_monitor: dict[str, typing.Any] | None = None
+    # frontauth on SQLite: rows and page use after the last window, or why they
+    # could not be read, and lock or sweep failures in the server log.
+    sqlite_stats: DatabaseStats | None = None
+    sqlite_stats_failure: str | None = None
+    sqlite_log: dict[str, int] | None = None
 
 
 @attrs.define
@@ -119,6 +127,8 @@ async def run_cell(plan: Plan, target: Target, scenario: str, concurrency: int, 
         if running.redis is not None:
             redis_probe = RedisProbe(running.redis.port, running.redis.pid)
             probes.append(redis_probe)
+        if running.sqlite_path is not None:
+            probes.append(SqliteFilesProbe(running.sqlite_path, running.server.pid))
         for index in range(plan.runs):
             await _wait_for_quiet(plan, outcome)
             result = await run_window(workers, scenario, warmup=plan.warmup, window=plan.window,
@@ -131,6 +141,8 @@ async def run_cell(plan: Plan, target: Target, scenario: str, concurrency: int, 
             cell.refresh_record_bytes = await redis_probe.refresh_token_bytes(FRONTAUTH_PREFIX)
             cell.redis_keys = await redis_probe.count_keys(FRONTAUTH_PREFIX)
             cell.redis_monitor = await _monitor(plan, running.redis.port, workers, scenario)
+        if running.sqlite_path is not None:
+            await _sqlite_stats(cell, running.sqlite_path, running.server.log_path)
         if plan.profile and target.key == "frontauth-memory" and concurrency == min(plan.concurrencies):
             await _profile(plan, running, workers, scenario, workdir, outcome)
     finally:
@@ -139,6 +151,17 @@ async def run_cell(plan: Plan, target: Target, scenario: str, concurrency: int, 
         await _close(workers)
         await running.stop()
     return cell
+
+
+async def _sqlite_stats(cell: CellResult, path: str, log_path: str) -> None:
+    try:
+        cell.sqlite_stats = await asyncio.to_thread(database_stats, path, FRONTAUTH_PREFIX)
+    except sqlite3.Error as exc:
+        cell.sqlite_stats_failure = f"{type(exc).__name__}: {exc}"
+        log(f"  reading the SQLite file failed: {cell.sqlite_stats_failure}")
+    cell.sqlite_log = count_log_markers(log_path)
+    if any(cell.sqlite_log.values()):
+        log(f"  the server log reports {cell.sqlite_log}")
 
 
 async def _wait_for_quiet(plan: Plan, outcome: Outcome) -> None:

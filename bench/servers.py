@@ -125,7 +125,7 @@ def tail(path: str, lines: int = 20) -> str:
 
 
 def frontauth_config(path: str, *, port: int, storage_url: str, sign_key: dict[str, str], state_dir: str,
-                     sections: frozenset[str]) -> None:
+                     sections: frozenset[str], storage_extra: typing.Mapping[str, float] | None = None) -> None:
     """Write the TOML file the benchmark serves frontauth with.
 
     The rate limiter stays on, so its bookkeeping is part of every measured
@@ -140,6 +140,7 @@ def frontauth_config(path: str, *, port: int, storage_url: str, sign_key: dict[s
         f"state_dir = {json.dumps(state_dir)}",
         "[storage]",
         f"url = {json.dumps(storage_url)}",
+        *(f"{name} = {value!r}" for name, value in (storage_extra or {}).items()),
         "[keys]",
         f"sign_key = {json.dumps(json.dumps(sign_key))}",
         "[logging]",
@@ -162,11 +163,12 @@ _UVLOOP_LAUNCHER = (
 
 
 def frontauth_server(workdir: str, *, storage_url: str, sign_key: dict[str, str], source: FrontauthSource,
-                     uvloop: bool = False) -> ServerProcess:
+                     uvloop: bool = False, storage_extra: typing.Mapping[str, float] | None = None) -> ServerProcess:
     port = free_port()
     config_path = os.path.join(workdir, "frontauth.toml")
     frontauth_config(config_path, port=port, storage_url=storage_url, sign_key=sign_key,
-                     state_dir=os.path.join(workdir, "state"), sections=source.settings_sections)
+                     state_dir=os.path.join(workdir, "state"), sections=source.settings_sections,
+                     storage_extra=storage_extra)
     prefix = [sys.executable, "-c", _UVLOOP_LAUNCHER] if uvloop else [sys.executable, "-m", "frontauth"]
     argv = [*prefix, "serve", "--config", config_path, "--host", LOOPBACK_HOST, "--port", str(port)]
     return ServerProcess("frontauth", argv, port=port, ready_path="/healthz",

@@ -2,12 +2,14 @@
 
 A target names a server set-up, the endpoints the load driver calls on it and
 the scenarios it takes part in. ``start`` returns the running server and, for
-frontauth on Redis, the private redis-server behind it.
+frontauth on Redis, the private redis-server behind it, or for frontauth on
+SQLite, the path of its database file.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import typing
 
@@ -16,11 +18,15 @@ import attrs
 from bench import install
 from bench.browser import Endpoints
 from bench.source import FrontauthSource
+from bench.sqlitestats import database_path
 from bench.servers import RedisServer, ServerProcess, frontauth_server, free_port
 
 FRONTAUTH_ENDPOINTS = Endpoints(token="/oauth/token", register="/oauth/register", authorize="/oauth/authorize")
-# frontauth's default key prefix; the Redis key statistics look under it.
+# frontauth's default key prefix; the Redis and SQLite statistics look under it.
 FRONTAUTH_PREFIX = "frontauth:"
+# Seconds between the SQLite driver's sweeps of expired rows, far below the
+# default of 60 s so that every measured window includes several sweeps.
+SQLITE_CLEANUP_INTERVAL = 2.0
 
 
 @attrs.frozen
@@ -33,10 +39,12 @@ class Context:
 
 @attrs.define
 class Running:
-    """A started target: its server and, for frontauth on Redis, the Redis server."""
+    """A started target: its server, and the Redis server or SQLite file behind frontauth."""
 
     server: ServerProcess
     redis: RedisServer | None = None
+    # The database file of frontauth on SQLite; its folder is deleted on stop.
+    sqlite_path: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -46,6 +54,8 @@ class Running:
         await self.server.stop()
         if self.redis is not None:
             await self.redis.stop()
+        if self.sqlite_path is not None:
+            shutil.rmtree(os.path.dirname(self.sqlite_path), ignore_errors=True)
 
 
 @attrs.frozen
@@ -74,20 +84,31 @@ class Target:
 def _frontauth(storage: str, uvloop: bool = False) -> typing.Callable[[str, Context], typing.Awaitable[Running]]:
     async def launch(workdir: str, context: Context) -> Running:
         redis = None
+        sqlite_path = None
         url = "memory://"
+        storage_extra: dict[str, float] = {}
         if storage == "redis":
             redis = RedisServer(workdir)
             await redis.start()
             url = redis.url
+        elif storage == "sqlite":
+            # A new, empty folder per cell: the file, its -wal and its -shm.
+            folder = os.path.join(workdir, "sqlite")
+            shutil.rmtree(folder, ignore_errors=True)
+            os.makedirs(folder)
+            sqlite_path = database_path(folder)
+            # Four slashes: an absolute path.
+            url = "sqlite:///" + os.path.abspath(sqlite_path)
+            storage_extra["cleanup_interval"] = SQLITE_CLEANUP_INTERVAL
         server = frontauth_server(workdir, storage_url=url, sign_key=context.sign_key, source=context.frontauth,
-                                  uvloop=uvloop)
+                                  uvloop=uvloop, storage_extra=storage_extra)
+        running = Running(server, redis, sqlite_path)
         try:
             await server.start()
         except BaseException:
-            if redis is not None:
-                await redis.stop()
+            await running.stop()
             raise
-        return Running(server, redis)
+        return running
 
     return launch
 
@@ -130,6 +151,7 @@ TARGETS: dict[str, Target] = {
     for target in (
         Target("frontauth-memory", "frontauth, memory driver", BOTH, FRONTAUTH_ENDPOINTS, False, _frontauth("memory")),
         Target("frontauth-redis", "frontauth, Redis driver", BOTH, FRONTAUTH_ENDPOINTS, False, _frontauth("redis")),
+        Target("frontauth-sqlite", "frontauth, SQLite driver", BOTH, FRONTAUTH_ENDPOINTS, False, _frontauth("sqlite")),
         Target("frontauth-memory-uvloop", "frontauth, memory driver, uvloop policy set by the benchmark", BOTH,
                FRONTAUTH_ENDPOINTS, False, _frontauth("memory", uvloop=True)),
         Target("oidc-provider", "node-oidc-provider, in-memory adapter", BOTH,
@@ -145,5 +167,5 @@ TARGETS: dict[str, Target] = {
     )
 }
 
-FRONTAUTH_DEFAULT = ("frontauth-memory", "frontauth-redis")
+FRONTAUTH_DEFAULT = ("frontauth-memory", "frontauth-redis", "frontauth-sqlite")
 PEERS_DEFAULT = ("oidc-provider", "fastmcp", "bare-aiohttp")
