@@ -338,10 +338,10 @@ def render(outcome: Outcome, versions: dict[str, dict[str, str]], machine: dict[
         "",
     ]
     notes = [f"- {key}: {reason}" for key, reason in outcome.unavailable.items()]
-    if not any(t.key.endswith("uvloop") for t in plan.targets):
-        notes.append("- frontauth on uvloop: frontauth has no event-loop setting; it runs on the default asyncio "
-                     "loop, measured above. `--targets frontauth-memory-uvloop` measures it with the uvloop "
-                     "policy set by the benchmark before frontauth starts.")
+    if not any(t.key.endswith("asyncio") for t in plan.targets):
+        notes.append("- frontauth on the standard asyncio loop: the frontauth rows above run on frontauth's default "
+                     "loop, uvloop when installed. `--targets frontauth-memory-asyncio` measures the memory driver "
+                     "with server.event_loop = asyncio.")
     lines += notes or ["- nothing left out."]
     lines += ["", "## Versions", ""]
     for group, entries in versions.items():

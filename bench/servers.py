@@ -125,19 +125,22 @@ def tail(path: str, lines: int = 20) -> str:
 
 
 def frontauth_config(path: str, *, port: int, storage_url: str, sign_key: dict[str, str], state_dir: str,
-                     sections: frozenset[str], storage_extra: typing.Mapping[str, float] | None = None) -> None:
+                     sections: frozenset[str], storage_extra: typing.Mapping[str, float] | None = None,
+                     event_loop: str | None = None) -> None:
     """Write the TOML file the benchmark serves frontauth with.
 
     The rate limiter stays on, so its bookkeeping is part of every measured
     request, but with a 1 s window and a limit it never reaches. Each load
     worker connects from its own loopback address, so each window counts the
-    requests of one client, as it would with real clients.
+    requests of one client, as it would with real clients. ``event_loop``
+    sets server.event_loop; None keeps frontauth's default.
     """
     lines = [
         'profile = "development"',
         f'public_url = "http://{LOOPBACK_HOST}:{port}"',
         "[server]",
         f"state_dir = {json.dumps(state_dir)}",
+        *([f"event_loop = {json.dumps(event_loop)}"] if event_loop else []),
         "[storage]",
         f"url = {json.dumps(storage_url)}",
         *(f"{name} = {value!r}" for name, value in (storage_extra or {}).items()),
@@ -152,25 +155,16 @@ def frontauth_config(path: str, *, port: int, storage_url: str, sign_key: dict[s
         fh.write("\n".join(lines) + "\n")
 
 
-# Runs frontauth's own command line on a uvloop event loop. frontauth has no
-# setting for the event loop, so this only swaps the asyncio policy before
-# frontauth.cli.main calls asyncio.run.
-_UVLOOP_LAUNCHER = (
-    "import asyncio, sys, uvloop; "
-    "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
-    "from frontauth.cli import main; sys.exit(main(sys.argv[1:]))"
-)
-
-
 def frontauth_server(workdir: str, *, storage_url: str, sign_key: dict[str, str], source: FrontauthSource,
-                     uvloop: bool = False, storage_extra: typing.Mapping[str, float] | None = None) -> ServerProcess:
+                     event_loop: str | None = None,
+                     storage_extra: typing.Mapping[str, float] | None = None) -> ServerProcess:
     port = free_port()
     config_path = os.path.join(workdir, "frontauth.toml")
     frontauth_config(config_path, port=port, storage_url=storage_url, sign_key=sign_key,
                      state_dir=os.path.join(workdir, "state"), sections=source.settings_sections,
-                     storage_extra=storage_extra)
-    prefix = [sys.executable, "-c", _UVLOOP_LAUNCHER] if uvloop else [sys.executable, "-m", "frontauth"]
-    argv = [*prefix, "serve", "--config", config_path, "--host", LOOPBACK_HOST, "--port", str(port)]
+                     storage_extra=storage_extra, event_loop=event_loop)
+    argv = [sys.executable, "-m", "frontauth", "serve", "--config", config_path, "--host", LOOPBACK_HOST,
+            "--port", str(port)]
     return ServerProcess("frontauth", argv, port=port, ready_path="/healthz",
                          log_path=os.path.join(workdir, "server.log"), cwd=workdir, env=source.env())
 

@@ -81,7 +81,7 @@ class Target:
         return await self.launcher(workdir, context)
 
 
-def _frontauth(storage: str, uvloop: bool = False) -> typing.Callable[[str, Context], typing.Awaitable[Running]]:
+def _frontauth(storage: str, event_loop: str | None = None) -> typing.Callable[[str, Context], typing.Awaitable[Running]]:
     async def launch(workdir: str, context: Context) -> Running:
         redis = None
         sqlite_path = None
@@ -101,7 +101,7 @@ def _frontauth(storage: str, uvloop: bool = False) -> typing.Callable[[str, Cont
             url = "sqlite:///" + os.path.abspath(sqlite_path)
             storage_extra["cleanup_interval"] = SQLITE_CLEANUP_INTERVAL
         server = frontauth_server(workdir, storage_url=url, sign_key=context.sign_key, source=context.frontauth,
-                                  uvloop=uvloop, storage_extra=storage_extra)
+                                  event_loop=event_loop, storage_extra=storage_extra)
         running = Running(server, redis, sqlite_path)
         try:
             await server.start()
@@ -152,8 +152,8 @@ TARGETS: dict[str, Target] = {
         Target("frontauth-memory", "frontauth, memory driver", BOTH, FRONTAUTH_ENDPOINTS, False, _frontauth("memory")),
         Target("frontauth-redis", "frontauth, Redis driver", BOTH, FRONTAUTH_ENDPOINTS, False, _frontauth("redis")),
         Target("frontauth-sqlite", "frontauth, SQLite driver", BOTH, FRONTAUTH_ENDPOINTS, False, _frontauth("sqlite")),
-        Target("frontauth-memory-uvloop", "frontauth, memory driver, uvloop policy set by the benchmark", BOTH,
-               FRONTAUTH_ENDPOINTS, False, _frontauth("memory", uvloop=True)),
+        Target("frontauth-memory-asyncio", "frontauth, memory driver, server.event_loop = asyncio", BOTH,
+               FRONTAUTH_ENDPOINTS, False, _frontauth("memory", event_loop="asyncio")),
         Target("oidc-provider", "node-oidc-provider, in-memory adapter", BOTH,
                # A "web" client: the library requests consent from a "native" client on
                # every authorization, which would leave no steady state to measure.

@@ -156,9 +156,23 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"frontauth: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(settings, prepared, ssl_context))
+        return _run_loop(settings.server.event_loop, _run(settings, prepared, ssl_context))
     except KeyboardInterrupt:
         return 0
+
+
+def _run_loop(choice: str, main: typing.Coroutine[typing.Any, typing.Any, int]) -> int:
+    """Run ``main`` on the configured event loop: uvloop for "uvloop", and for "auto" when it is installed."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            # Settings validation has already stopped start-up when "uvloop" was set explicitly.
+            pass
+        else:
+            logger.debug("event loop: uvloop %s", uvloop.__version__)
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def _prepare(settings: config.Settings) -> signing_keys.SigningKeys | None:

@@ -13,6 +13,7 @@ configuration values only.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import attrs
 
 PROFILES = ("development", "staging", "production", "high-security")
 MODES = ("local", "public", "transparent", "remote")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 IMPLEMENTED_MODES = MODES
 # Modes that mint and sign their own tokens, so they need a signing key.
 ISSUING_MODES = ("local", "remote")
@@ -108,6 +110,9 @@ class ServerSettings:
         "Certificate chain (PEM) to serve HTTPS directly; needs tls_key. Unset serves plain HTTP.", default=None
     )
     tls_key: str | None = _help("Private key (PEM) of tls_cert.", default=None)
+    event_loop: str = _help(
+        "Event loop of serve: auto (uvloop when installed, else asyncio), uvloop or asyncio.", default="auto"
+    )
 
 
 @attrs.frozen
@@ -789,6 +794,10 @@ def validate(settings: Settings) -> None:
         _fail(settings, "profile", f"expected one of {', '.join(PROFILES)}, got {settings.profile!r}")
     if not 0 < settings.server.port < 65536:
         _fail(settings, "server.port", f"expected a port between 1 and 65535, got {settings.server.port}")
+    if settings.server.event_loop not in EVENT_LOOPS:
+        _fail(settings, "server.event_loop", f"expected one of {', '.join(EVENT_LOOPS)}, got {settings.server.event_loop!r}")
+    if settings.server.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        _fail(settings, "server.event_loop", "uvloop is not installed; install it (pip install uvloop) or use auto")
     if settings.server.max_body_size < 1024:
         _fail(settings, "server.max_body_size", "expected at least 1024 bytes")
     try:
