@@ -40,6 +40,10 @@ class RevocationList:
         self._subjects: dict[str, tuple[float, float]] = {}
         self._next_purge = math.inf
 
+    def __bool__(self) -> bool:
+        # Checked on every verification, so cheaper than __len__.
+        return bool(self._digests or self._token_ids or self._families or self._subjects)
+
     def __len__(self) -> int:
         return len(self._digests) + len(self._token_ids) + len(self._families) + len(self._subjects)
 

@@ -78,8 +78,9 @@ UPSTREAM_REQUIRED_CLAIMS = ("exp", "aud", "sub")
 # client_id.
 _GENERIC_JWT_TYPES = frozenset({None, "jwt", "application/jwt"})
 
-# Default number of verified tokens kept. An entry takes about 2 KB (the claims
-# dict dominates), so the default costs about 20 MB when full.
+# Default number of verified tokens kept. An entry of a frontauth token took
+# 2.4 KB in a tracemalloc measurement (the claims dict dominates), so a full
+# cache of this size takes about 24 MB.
 DEFAULT_TOKEN_CACHE_SIZE = 10_000
 # Default seconds a revocation without a known expiry is remembered. It must be
 # at least the lifetime of the access tokens. frontauth issues 1 h tokens in the
