@@ -5,14 +5,18 @@ which imports the same frontauth as the servers under test and runs the
 verifier in its own event loop on one core, with no HTTP per token. Tokens are
 minted there by frontauth's own ``AccessTokenMinter`` with the key the
 benchmark gave the server, so they are the tokens the server would issue.
-There are three modes:
+Every verification requires the scope ``mcp``. There are four modes:
 
 - ``cold``: a new verifier per token, which discovers the server's metadata and
   fetches its key set over loopback before it verifies;
 - ``cached key set, distinct tokens``: one verifier whose key set is loaded,
-  each token verified once;
-- ``cached key set, repeated tokens``: one verifier and 64 tokens verified
-  over and over, the case a verified-token cache would serve.
+  each token verified once, so every verification misses the token cache and
+  checks the signature;
+- ``token cache, repeated tokens``: one verifier and 64 tokens verified over
+  and over, so after the first round every verification is a token cache hit.
+  The run fails unless all of them were hits;
+- ``no token cache, repeated tokens``: the same with ``token_cache_size=0``,
+  for comparison.
 """
 
 from __future__ import annotations
@@ -89,14 +93,14 @@ async def _verify_for(verifier: typing.Any, tokens: typing.Sequence[str], second
 
 
 async def measure(issuer: str, sign_key: dict[str, str], *, runs: int, seconds: float, pool: int) -> list[VerificationResult]:
-    """Measure the three modes against the frontauth server at ``issuer``; ``pool`` caps distinct tokens per run."""
+    """Measure the four modes against the frontauth server at ``issuer``; ``pool`` caps distinct tokens per run."""
     from frontauth.resource import BearerVerifier
 
     audience = issuer + "/mcp"
     tokens = mint_tokens(issuer, sign_key, pool + REPEATED_POOL)
     distinct, repeated = tokens[:pool], tokens[pool:]
-    results: dict[str, list[tuple[int, float]]] = {"cold": [], "cached key set, distinct tokens": [],
-                                                   "cached key set, repeated tokens": []}
+    modes = ("cold", "cached key set, distinct tokens", "token cache, repeated tokens", "no token cache, repeated tokens")
+    results: dict[str, list[tuple[int, float]]] = {mode: [] for mode in modes}
     async with aiohttp.ClientSession() as session:
         for _ in range(runs):
             results["cold"].append(await _cold(issuer, audience, session, distinct, seconds))
@@ -104,8 +108,18 @@ async def measure(issuer: str, sign_key: dict[str, str], *, runs: int, seconds: 
                 await verifier.verify(repeated[0])  # loads the key set
                 results["cached key set, distinct tokens"].append(await _verify_for(verifier, distinct, seconds, cycle=False))
             async with BearerVerifier(issuer, audience, session=session, required_scopes=["mcp"]) as verifier:
+                for token in repeated:
+                    await verifier.verify(token)
+                misses = verifier.token_cache.misses
+                count, elapsed = await _verify_for(verifier, repeated, seconds, cycle=True)
+                if verifier.token_cache.misses != misses or verifier.token_cache.hits < count:
+                    raise RuntimeError(f"token cache: {verifier.token_cache.misses - misses} misses in {count} "
+                                       "verifications of tokens verified before; every one should be a hit")
+                results["token cache, repeated tokens"].append((count, elapsed))
+            async with BearerVerifier(issuer, audience, session=session, required_scopes=["mcp"],
+                                      token_cache_size=0) as verifier:
                 await verifier.verify(repeated[0])
-                results["cached key set, repeated tokens"].append(await _verify_for(verifier, repeated, seconds, cycle=True))
+                results["no token cache, repeated tokens"].append(await _verify_for(verifier, repeated, seconds, cycle=True))
     return [
         VerificationResult(mode, tuple(n / s for n, s in values), tuple(n for n, _ in values))
         for mode, values in results.items()
@@ -136,8 +150,8 @@ async def measure_in_subprocess(source: FrontauthSource, issuer: str, sign_key: 
         sys.executable, "-m", "bench.verification", cwd=workdir, env=source.env(),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    # Minting the pool and three runs of three modes, with room for a slow machine.
-    limit = 120.0 + runs * 3 * (seconds + 5.0)
+    # Minting the pool and three runs of four modes, with room for a slow machine.
+    limit = 120.0 + runs * 4 * (seconds + 5.0)
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(request.encode()), limit)
     except asyncio.TimeoutError:
