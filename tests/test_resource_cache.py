@@ -8,6 +8,7 @@ against the stub.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import typing
 
@@ -110,9 +111,9 @@ async def test_hit_expiry_matches_full_check(auth_server: AuthServerStub, clock:
         clock.advance(60 + 5 + offset)
 
         outcomes = []
-        for each in (cached, uncached):
+        for checker in (cached, uncached):
             try:
-                await each.verify(token)
+                await checker.verify(token)
                 outcomes.append("accepted")
             except InvalidToken as exc:
                 outcomes.append(exc.description)
@@ -333,7 +334,7 @@ def test_revoke_needs_something() -> None:
 
 
 class IntrospectingStub(AuthServerStub):
-    """The stub authorization server with an introspection endpoint whose answer a test sets."""
+    """The stub authorization server with an introspection endpoint whose response a test sets."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -398,6 +399,15 @@ async def test_introspection_post_credentials(introspecting: IntrospectingStub, 
         "client_secret": CLIENT_SECRET,
     }]
     assert introspecting.authorizations == [None]
+
+
+async def test_concurrent_uses_share_introspection(introspecting: IntrospectingStub, clock: FakeClock) -> None:
+    token = introspecting.sign()
+    async with introspecting_verifier(introspecting, clock) as verifier:
+        results = await asyncio.gather(*(verifier.verify(token) for _ in range(10)))
+
+    assert {result.subject for result in results} == {"alice"}
+    assert len(introspecting.introspection_forms) == 1
 
 
 async def test_invalid_token_is_not_introspected(introspecting: IntrospectingStub, clock: FakeClock) -> None:
@@ -534,7 +544,7 @@ async def test_introspection_learns_revocation_at_frontauth(frontauth_server: ty
                 revoked = await http.post("/oauth/revoke", data={"token": token, "client_id": client.client_id})
                 assert revoked.status == 200
 
-                # Within the interval the remembered answer stands, without a request.
+                # Within the interval the kept active response is used, and no request is sent.
                 clock.advance(29)
                 await verifier.verify(token)
                 assert counter.count == 1
@@ -543,7 +553,7 @@ async def test_introspection_learns_revocation_at_frontauth(frontauth_server: ty
                 description = await rejection(verifier, token)
                 assert counter.count == 2
 
-                # The inactive answer is remembered until the token expires.
+                # The inactive response is kept until the token expires.
                 clock.advance(60)
                 assert await rejection(verifier, token) == "The access token was revoked"
                 assert counter.count == 2

@@ -124,8 +124,10 @@ class Introspector:
 
     async def close(self) -> None:
         """Cancel running requests and close the HTTP session if this introspector created it."""
-        for task in list(self._running.values()):
+        running = list(self._running.values())
+        for task in running:
             task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
