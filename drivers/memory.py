@@ -112,6 +112,12 @@ class MemoryDriver:
             del self._windows[key]
         return WindowState(allowed=True, count=len(times), limit=limit, retry_after=0.0)
 
+    async def hit_and_get(
+        self, window_key: str, window: float, limit: int, now: float, key: str
+    ) -> tuple[WindowState, bytes | None]:
+        state = await self.hit(window_key, window, limit, now)
+        return state, await self.get(key) if state.allowed else None
+
     def purge_expired(self, now_wall: float | None = None, max_window: float = 3600.0) -> int:
         """Delete expired keys and empty rate-limit windows; return how many went."""
         now = self._clock()

@@ -1,9 +1,10 @@
 """Storage operations and settings shared by the single-node and cluster Redis drivers.
 
 Each operation of :class:`frontauth.storage.Driver` maps to one Redis command
-or one Lua script on one key. Redis itself makes each one atomic, and a
-cluster routes it by that key alone. The versions come from the Redis command
-reference:
+or one Lua script. Redis itself makes each one atomic. All but hit_and_get
+touch one key, so a cluster routes them by that key alone; the cluster driver
+splits hit_and_get into two commands (see drivers/redis_cluster.py). The
+versions come from the Redis command reference:
 
 | operation     | Redis command                          | since Redis |
 |---------------|----------------------------------------|-------------|
@@ -15,6 +16,7 @@ reference:
 | delete        | DEL                                    |             |
 | ttl           | PTTL                                   |             |
 | hit           | EVALSHA of ``SLIDING_WINDOW_SCRIPT``   |             |
+| hit_and_get   | EVALSHA of ``HIT_AND_GET_SCRIPT``      |             |
 | ping          | PING                                   |             |
 
 Every error of the Redis client except DataError (an argument of a wrong
@@ -52,46 +54,62 @@ RETRY_BACKOFF_BASE = 0.1
 RETRY_BACKOFF_CAP = 1.0
 
 # Sliding-window rate limiter on one sorted set whose members are request ids
-# and whose scores are request times in seconds.
+# and whose scores are request times in seconds. WINDOW_HIT_FUNCTION defines
+# the Lua function hit(); the two scripts below call it.
 #
-# KEYS[1]  the window key
-# ARGV[1]  now: the time of this request, in seconds (float)
-# ARGV[2]  window: the window length, in seconds (float, > 0)
-# ARGV[3]  limit: the maximum number of requests per window (integer, >= 1)
-# ARGV[4]  "1" to record this request when it is allowed, "0" to only check
-# ARGV[5]  a member id unique to this request
-#
-# Returns {allowed (1 or 0), count, retry_after}. retry_after is a string
+# hit(key, now, window, limit, consume, member):
+#   key      the window key
+#   now      the time of this request, in seconds (float)
+#   window   the window length, in seconds (float, > 0)
+#   limit    the maximum number of requests per window (integer, >= 1)
+#   consume  "1" to record this request when it is allowed, "0" to only check
+#   member   a member id unique to this request
+# returns {allowed (1 or 0), count, retry_after}. retry_after is a string
 # because Redis truncates a Lua number to an integer on the way out.
 #
 # Requests at or before now - window have left the window and are removed.
 # A rejected request is not recorded, so a client that keeps knocking does not
 # extend its own lockout. A recorded request sets the key to expire after one
 # window: by then every member has left the window, so idle keys disappear.
-SLIDING_WINDOW_SCRIPT = """
-local key = KEYS[1]
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
+WINDOW_HIT_FUNCTION = """
+local function hit(key, now, window, limit, consume, member)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
 
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-local count = redis.call('ZCARD', key)
-
-if count >= limit then
-  local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-  local retry_after = tonumber(oldest[2]) + window - now
-  if retry_after < 0 then
-    retry_after = 0
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+    local retry_after = tonumber(oldest[2]) + window - now
+    if retry_after < 0 then
+      retry_after = 0
+    end
+    return {0, count, tostring(retry_after)}
   end
-  return {0, count, tostring(retry_after)}
-end
 
-if ARGV[4] == '1' then
-  redis.call('ZADD', key, now, ARGV[5])
-  redis.call('PEXPIRE', key, math.ceil(window * 1000))
-  count = count + 1
+  if consume == '1' then
+    redis.call('ZADD', key, now, member)
+    redis.call('PEXPIRE', key, math.ceil(window * 1000))
+    count = count + 1
+  end
+  return {1, count, '0'}
 end
-return {1, count, '0'}
+"""
+
+# KEYS[1] the window key; ARGV[1..5] now, window, limit, consume, member.
+SLIDING_WINDOW_SCRIPT = WINDOW_HIT_FUNCTION + """
+return hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5])
+"""
+
+# KEYS[1] the window key, KEYS[2] the key to read; ARGV[1..4] now, window,
+# limit, member. Records the request like SLIDING_WINDOW_SCRIPT with consume
+# "1", then reads KEYS[2] only when the request is allowed. Returns the three
+# values of hit() and the value read, nil when missing or not read.
+HIT_AND_GET_SCRIPT = WINDOW_HIT_FUNCTION + """
+local state = hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), '1', ARGV[4])
+state[4] = false
+if state[1] == 1 then
+  state[4] = redis.call('GET', KEYS[2])
+end
+return state
 """
 
 # Exception class -> the phrase a StorageUnavailable reason starts with. The
@@ -235,6 +253,12 @@ async def wait_until_reachable(driver: RedisCommands, startup_wait: float) -> No
             delay = min(delay * 2, 2.0)
 
 
+def check_window(window: float, limit: int) -> None:
+    """Raise ValueError for a window or limit that no rate-limit rule can have."""
+    if window <= 0 or limit < 1:
+        raise ValueError(f"expected window > 0 and limit >= 1, got window={window}, limit={limit}")
+
+
 class RedisCommands:
     """The Driver operations over a redis-py asyncio client or cluster client.
 
@@ -247,6 +271,7 @@ class RedisCommands:
     def __init__(self, client: typing.Any) -> None:
         self._client = client
         self._hit_script = client.register_script(SLIDING_WINDOW_SCRIPT)
+        self._hit_and_get_script = client.register_script(HIT_AND_GET_SCRIPT)
 
     async def _run(self, method: typing.Callable[..., typing.Awaitable[T]], *args: typing.Any, **kwargs: typing.Any) -> T:
         return await method(*args, **kwargs)
@@ -297,12 +322,21 @@ class RedisCommands:
     async def hit(
         self, key: str, window: float, limit: int, now: float, consume: bool = True
     ) -> WindowState:
-        if window <= 0 or limit < 1:
-            raise ValueError(f"expected window > 0 and limit >= 1, got window={window}, limit={limit}")
-        request_id = os.urandom(12).hex()
-        args = [float(now), float(window), int(limit), "1" if consume else "0", request_id]
+        check_window(window, limit)
+        args = [float(now), float(window), int(limit), "1" if consume else "0", os.urandom(12).hex()]
         allowed, count, retry_after = await self._call("hit", self._hit_script, keys=[key], args=args)
         return WindowState(allowed=bool(allowed), count=int(count), limit=limit, retry_after=float(retry_after))
+
+    async def hit_and_get(
+        self, window_key: str, window: float, limit: int, now: float, key: str
+    ) -> tuple[WindowState, bytes | None]:
+        check_window(window, limit)
+        args = [float(now), float(window), int(limit), os.urandom(12).hex()]
+        allowed, count, retry_after, value = await self._call(
+            "hit_and_get", self._hit_and_get_script, keys=[window_key, key], args=args
+        )
+        state = WindowState(allowed=bool(allowed), count=int(count), limit=limit, retry_after=float(retry_after))
+        return state, value if state.allowed else None
 
     async def ping(self) -> None:
         await self._call("ping", self._client.ping)

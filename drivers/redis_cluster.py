@@ -7,8 +7,9 @@ every primary directly. With no host in the URL, ``storage.redis_host`` and
 turns on TLS with the files named in ``storage.tls_*``, for the seed nodes and
 for every node found through them.
 
-Every driver operation touches one key, so it runs on the primary that owns
-the key's slot. redis-py follows MOVED and ASK redirections itself. After a
+Every driver operation but hit_and_get touches one key, so it runs on the
+primary that owns the key's slot. hit_and_get sends its two commands at once,
+because its two keys may hash to slots on different primaries. redis-py follows MOVED and ASK redirections itself. After a
 connection error, a timeout or CLUSTERDOWN it refreshes the slot map and tries
 again, up to ``storage.retry_attempts`` times. A command outlasts a fail-over
 only when those attempts and their backoff cover the server's
@@ -35,6 +36,7 @@ from frontauth.drivers.redis_base import (
     tls_options,
     wait_until_reachable,
 )
+from frontauth.storage import WindowState
 
 if typing.TYPE_CHECKING:
     from frontauth.config import StorageSettings
@@ -95,6 +97,15 @@ class RedisClusterDriver(RedisCommands):
     ) -> T:
         async with self._in_flight:
             return await method(*args, **kwargs)
+
+    async def hit_and_get(
+        self, window_key: str, window: float, limit: int, now: float, key: str
+    ) -> tuple[WindowState, bytes | None]:
+        # A script may only touch keys of one slot (CROSSSLOT), so the count
+        # and the read are two commands, sent together. The read runs even
+        # for a request over the limit, whose value is then dropped.
+        state, value = await asyncio.gather(self.hit(window_key, window, limit, now), self.get(key))
+        return state, value if state.allowed else None
 
 
 def cluster_client(settings: StorageSettings, address: ClusterAddress) -> redis.asyncio.cluster.RedisCluster:

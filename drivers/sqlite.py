@@ -11,9 +11,10 @@ Threading: the connection lives on one worker thread, and every operation runs
 there through ``run_in_executor``, so disk I/O never blocks the event loop.
 That thread runs one operation at a time for this process.
 
-Atomicity between processes: take, swap, delete and hit read and then write
-inside a ``BEGIN IMMEDIATE`` transaction, which takes the database's write
-lock before its first read, so no other connection writes in between. set and
+Atomicity between processes: take, swap, delete, hit and hit_and_get read
+and then write inside a ``BEGIN IMMEDIATE`` transaction, which takes the
+database's write lock before its first read, so no other connection writes in
+between. set and
 set_if_absent are single statements, which SQLite runs atomically. A
 connection that finds the lock taken waits up to
 ``storage.sqlite_busy_timeout`` seconds, then the operation raises
@@ -268,6 +269,18 @@ class SqliteDriver:
             )
             count += 1
         return WindowState(allowed=True, count=count, limit=limit, retry_after=0.0)
+
+    async def hit_and_get(
+        self, window_key: str, window: float, limit: int, now: float, key: str
+    ) -> tuple[WindowState, bytes | None]:
+        if window <= 0 or limit < 1:
+            raise ValueError(f"expected window > 0 and limit >= 1, got window={window}, limit={limit}")
+
+        def body(db: sqlite3.Connection) -> tuple[WindowState, bytes | None]:
+            state = self._hit(db, window_key, float(window), int(limit), float(now), True)
+            return state, self._get(key) if state.allowed else None
+
+        return await self._run("hit_and_get", self._in_transaction, body)
 
     async def ping(self) -> None:
         await self._run("ping", self._ping)

@@ -3,8 +3,11 @@
 Flow code (endpoints and grants) talks only to the typed stores at the bottom of
 this module. Each store builds its keys, serializes its records and picks its TTL,
 then calls one :class:`Driver`. A driver has no OAuth logic: it stores
-bytes under string keys. Every driver operation touches exactly one key, so the
-same stores run unchanged on a Redis Cluster.
+bytes under string keys. Every driver operation but ``hit_and_get`` touches
+exactly one key, so the same stores run unchanged on a Redis Cluster.
+``hit_and_get`` counts a request in one key and reads another; its count is
+atomic on its own, and the read needs no atomicity, so a cluster may serve the
+two keys from different nodes.
 
 Record lifecycles and their invariants:
 
@@ -109,6 +112,17 @@ class Driver(typing.Protocol):
         With ``consume`` False the state is computed without recording a
         request. A request that is not allowed is not recorded either, so a
         client that keeps knocking does not extend its own lockout.
+        """
+
+    async def hit_and_get(
+        self, window_key: str, window: float, limit: int, now: float, key: str
+    ) -> tuple[WindowState, bytes | None]:
+        """Count one request as ``hit`` does, and read ``key`` in the same round trip where the backend allows.
+
+        Returns the window state and the value under ``key``. The value is
+        None when the key is missing and whenever the request is not allowed.
+        The read is not atomic with the count: it sees the key as it is at
+        about the same time, as a ``get`` right after ``hit`` would.
         """
 
     async def ping(self) -> None:
