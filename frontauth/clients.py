@@ -22,6 +22,8 @@ from frontauth.stores import ClientRecord, Stores
 from frontauth.users import verify_password
 
 LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
+# Longest client_id looked up in storage; frontauth issues 32 characters.
+MAX_STORED_CLIENT_ID = 255
 
 
 def client_from_settings(entry: ClientSettings) -> ClientRecord:
@@ -50,6 +52,14 @@ class ClientRegistry:
     def is_configured(self, client_id: str) -> bool:
         return client_id in self._configured
 
+    def is_stored(self, client_id: str) -> bool:
+        """Return whether find() looks this client_id up in storage, not in configuration or a metadata document."""
+        return (
+            0 < len(client_id) <= MAX_STORED_CLIENT_ID
+            and client_id not in self._configured
+            and not cimd.is_document_url(client_id, self._settings)
+        )
+
     async def find(self, client_id: str) -> ClientRecord | None:
         """Return the client, or None when no client has this client_id."""
         if client_id in self._configured:
@@ -61,7 +71,7 @@ class ClientRegistry:
                 return await self.documents.resolve(client_id)
             except cimd.DocumentRejected:
                 return None
-        if len(client_id) > 255:
+        if len(client_id) > MAX_STORED_CLIENT_ID:
             return None
         return await self._stores.get_client(client_id)
 
@@ -116,6 +126,15 @@ class ClientRegistry:
         if not await asyncio.to_thread(verify_password, secret, client.client_secret_hash):
             raise InvalidClient("client authentication failed", detail="wrong client secret", headers=_challenge(authorization))
         return client
+
+
+def basic_client_id(header: str | None) -> str | None:
+    """Return the client_id of HTTP Basic client credentials; None when absent or malformed."""
+    try:
+        credentials = _parse_basic(header)
+    except InvalidClient:
+        return None
+    return None if credentials is None else credentials[0]
 
 
 def _challenge(authorization: str | None) -> dict[str, str]:

@@ -10,6 +10,13 @@ The middleware applies one rule per endpoint: ``POST /oauth/token``,
 ``POST /oauth/register``, ``GET /oauth/authorize`` and ``POST /oauth/login``.
 Over the limit it returns 429 with ``Retry-After`` (RFC 6585 §4): JSON on the
 API endpoints, the error page on the browser endpoints.
+
+The authorization and token endpoints read their client first. When the
+request names a client kept in storage, the middleware counts the request and
+reads that client in one storage round trip (``Driver.hit_and_get``), and the
+handler's lookups of the client during that request return the record read
+there (``stores.request_client_memo``). The request is still counted, and
+rejected when over the limit, before its handler runs.
 """
 
 from __future__ import annotations
@@ -20,16 +27,20 @@ import logging
 import math
 import time
 import typing
+import urllib.parse
 
 import attrs
 from aiohttp import web
 
 from frontauth import errors
 from frontauth.appkeys import SERVICES
+from frontauth.clients import basic_client_id
 from frontauth.config import RateLimitSettings, Settings
 from frontauth.metrics import METRICS
 from frontauth.responses import render_error
+from frontauth.services import Services
 from frontauth.storage import Driver, WindowState
+from frontauth.stores import request_client_memo
 
 logger = logging.getLogger("frontauth.oauth")
 
@@ -49,6 +60,12 @@ ENDPOINT_ROUTES: dict[tuple[str, str], str] = {
 
 # At most one INFO line per rule in this interval; the other rejections log at DEBUG.
 LOG_INTERVAL = 60.0
+
+# Largest token request body the middleware reads to find the client_id before
+# the handler runs. Token requests are a few hundred bytes. A larger or chunked
+# body is left to the handler, which then reads the client separately.
+CLIENT_HINT_MAX_BODY = 4096
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
 class RateLimited(errors.TemporarilyUnavailable):
@@ -138,12 +155,31 @@ class RateLimiter:
         """
         limit = self._rule(rule)
         state = await self.driver.hit(self._storage_key(rule, key), limit.window, limit.max_requests, self.clock())
+        self._count(rule, state)
+        return state
+
+    async def hit_and_get(self, key: str, rule: str, read_key: str) -> tuple[WindowState, bytes | None]:
+        """Count one request as :meth:`hit` does, and read ``read_key`` in the same storage round trip.
+
+        Returns the window state and the stored value, which is None when the
+        key is missing or the request is over the limit.
+
+        Raises:
+            StorageUnavailable: the driver cannot reach its backend.
+        """
+        limit = self._rule(rule)
+        state, value = await self.driver.hit_and_get(
+            self._storage_key(rule, key), limit.window, limit.max_requests, self.clock(), read_key
+        )
+        self._count(rule, state)
+        return state, value
+
+    def _count(self, rule: str, state: WindowState) -> None:
         stats = self._stats[rule]
         if state.allowed:
             stats.allowed += 1
         else:
             stats.limited += 1
-        return state
 
     async def would_allow(self, key: str, rule: str = "default") -> bool:
         """Return whether one more request for ``key`` would fit, without counting it."""
@@ -213,6 +249,55 @@ def retry_after_seconds(state: WindowState) -> str:
     return str(max(1, math.ceil(state.retry_after)))
 
 
+def first_parameter(text: str, name: str) -> str | None:
+    """Return the first value of ``name`` in urlencoded text, None when absent or empty.
+
+    Lenient on purpose: the value only picks which client to read ahead, and
+    the handler validates the parameters itself.
+    """
+    prefix = name + "="
+    if prefix not in text:
+        return None
+    for pair in text.split("&"):
+        if pair.startswith(prefix):
+            return urllib.parse.unquote_plus(pair[len(prefix):]) or None
+    return None
+
+
+async def client_id_hint(request: web.Request, endpoint: str) -> str | None:
+    """Return the client_id the handler will look up first, when it can be found cheaply.
+
+    Authorization requests carry it in the query. Token requests carry it in
+    HTTP Basic credentials or in the form body. The body is read here only
+    when it is a small form with a declared length. aiohttp keeps the bytes
+    read, so the handler does not read the body again.
+    """
+    if endpoint == "authorize":
+        return first_parameter(request.rel_url.raw_query_string, "client_id")
+    if endpoint != "token":
+        return None
+    from_header = basic_client_id(request.headers.get("Authorization"))
+    if from_header:
+        return from_header
+    length = request.content_length
+    if request.content_type != FORM_CONTENT_TYPE or length is None or length > CLIENT_HINT_MAX_BODY:
+        return None
+    return first_parameter((await request.read()).decode("utf-8", "replace"), "client_id")
+
+
+async def count_request(
+    request: web.Request, limiter: RateLimiter, services: Services, endpoint: str, address: str
+) -> WindowState:
+    """Count the request against its endpoint's rule, reading its stored client in the same round trip."""
+    client_id = await client_id_hint(request, endpoint)
+    if client_id is None or not services.clients.is_stored(client_id):
+        return await limiter.hit(address, endpoint)
+    state, raw = await limiter.hit_and_get(address, endpoint, services.stores.client_key(client_id))
+    if state.allowed:
+        services.stores.remember_client(client_id, raw)
+    return state
+
+
 RATE_LIMITER = web.AppKey("frontauth_rate_limiter", RateLimiter)
 
 
@@ -227,11 +312,12 @@ async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.St
     endpoint = ENDPOINT_ROUTES.get((request.method, request.path))
     if limiter is None or endpoint is None or endpoint not in limiter.rules:
         return await handler(request)
-    settings = request.app[SERVICES].settings
-    address = client_address(request, settings.server.trust_proxy)
-    state = await limiter.hit(address, endpoint)
-    if state.allowed:
-        return await handler(request)
+    services = request.app[SERVICES]
+    address = client_address(request, services.settings.server.trust_proxy)
+    with request_client_memo():
+        state = await count_request(request, limiter, services, endpoint, address)
+        if state.allowed:
+            return await handler(request)
 
     retry_after = retry_after_seconds(state)
     if limiter.should_log_info(endpoint):

@@ -25,8 +25,12 @@ vault              /oauth/callback (remote)    expiry with the session
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import json
 import logging
+import operator
 import typing
 
 import attrs
@@ -40,17 +44,56 @@ logger = logging.getLogger("frontauth.storage")
 R = typing.TypeVar("R")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+
+
+@functools.cache
+def _fields_of(cls: type) -> tuple[tuple[str, ...], typing.Callable[[typing.Any], tuple[typing.Any, ...]]]:
+    """Return the field names of a record class and a getter of their values, in that order."""
+    names = tuple(field.name for field in attrs.fields(cls))
+    return names, operator.attrgetter(*names)
+
+
 def _dump(record: typing.Any) -> bytes:
-    return json.dumps(attrs.asdict(record), separators=(",", ":")).encode()
+    """Encode a record as a compact JSON object of its fields.
+
+    The output is the same as ``json.dumps(attrs.asdict(record))`` for these
+    flat records, without asdict's generic walk over every value.
+    """
+    names, values = _fields_of(type(record))
+    return _ENCODER.encode(dict(zip(names, values(record)))).encode()
 
 
 def _load(cls: type[R], raw: bytes | None) -> R | None:
     if raw is None:
         return None
-    data = json.loads(raw)
-    for name in ("scope_list",):
-        data.pop(name, None)
+    data = _DECODER.decode(raw.decode())
+    # Records written by earlier versions may still carry this derived field.
+    data.pop("scope_list", None)
     return cls(**data)
+
+
+# Client records read during the current request, by client_id; None marks a
+# client_id that was looked up and not found. Set by request_client_memo().
+_REQUEST_CLIENTS: contextvars.ContextVar[dict[str, ClientRecord | None] | None] = contextvars.ContextVar(
+    "frontauth_request_clients", default=None
+)
+
+
+@contextlib.contextmanager
+def request_client_memo() -> typing.Iterator[None]:
+    """Serve repeated client lookups inside the block from the first read of each client.
+
+    Wrap one request in it, never more: a client that RFC 7592 updates or
+    deletes must take effect on the next request, on every instance. Writes
+    through this Stores drop the written client from the memo.
+    """
+    token = _REQUEST_CLIENTS.set({})
+    try:
+        yield
+    finally:
+        _REQUEST_CLIENTS.reset(token)
 
 
 @attrs.frozen
@@ -304,24 +347,48 @@ class Stores:
 
     # clients ----------------------------------------------------------------
 
+    def client_key(self, client_id: str) -> str:
+        return self.key("client", client_id)
+
+    def remember_client(self, client_id: str, raw: bytes | None) -> ClientRecord | None:
+        """Decode a client record read elsewhere (``Driver.hit_and_get``) and keep it in the request's memo."""
+        record = _load(ClientRecord, raw)
+        memo = _REQUEST_CLIENTS.get()
+        if memo is not None:
+            memo[client_id] = record
+        return record
+
+    def _forget_client(self, client_id: str) -> None:
+        memo = _REQUEST_CLIENTS.get()
+        if memo is not None:
+            memo.pop(client_id, None)
+
     async def get_client(self, client_id: str) -> ClientRecord | None:
-        return _load(ClientRecord, await self.driver.get(self.key("client", client_id)))
+        """Return the stored client; inside request_client_memo(), each client is read once."""
+        memo = _REQUEST_CLIENTS.get()
+        if memo is not None and client_id in memo:
+            return memo[client_id]
+        return self.remember_client(client_id, await self.driver.get(self.client_key(client_id)))
 
     async def create_client(self, record: ClientRecord, ttl: float | None = None) -> bool:
         """Store a new client, expiring after ``ttl`` seconds unless None; False when the client_id is taken."""
-        return await self.driver.set_if_absent(self.key("client", record.client_id), _dump(record), ttl)
+        self._forget_client(record.client_id)
+        return await self.driver.set_if_absent(self.client_key(record.client_id), _dump(record), ttl)
 
     async def replace_client(self, record: ClientRecord) -> bool:
         """Replace a stored client, keeping its remaining TTL; False when it no longer exists."""
-        return await self.driver.swap(self.key("client", record.client_id), _dump(record)) is not None
+        self._forget_client(record.client_id)
+        return await self.driver.swap(self.client_key(record.client_id), _dump(record)) is not None
 
     async def keep_client(self, record: ClientRecord) -> None:
         """Store the client as used and without expiry, so it outlives the unused-registration TTL."""
-        await self.driver.set(self.key("client", record.client_id), _dump(attrs.evolve(record, used=True)), None)
+        self._forget_client(record.client_id)
+        await self.driver.set(self.client_key(record.client_id), _dump(attrs.evolve(record, used=True)), None)
 
     async def delete_client(self, client_id: str) -> bool:
         """Delete a stored client; False when it did not exist."""
-        return await self.driver.delete(self.key("client", client_id))
+        self._forget_client(client_id)
+        return await self.driver.delete(self.client_key(client_id))
 
     # remote mode: upstream state and the vault (encrypted) ---------------------
 

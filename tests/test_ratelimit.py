@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import typing
 import uuid
 
+import aiohttp
 import pytest
 
 from frontauth import config
@@ -15,6 +17,7 @@ from frontauth.drivers import open_driver
 from frontauth.drivers.memory import MemoryDriver
 from frontauth.ratelimit import RateLimiter, Rule
 from frontauth.storage import Driver
+from tests.oauth_flow import Client, authorize_params, new_pkce
 from tests.redis_servers import HOST, PASSWORD
 
 DRIVER_CASES = ["memory", "redis", "rediss+cluster"]
@@ -104,6 +107,26 @@ async def test_two_instances_share_the_budget(drivers: tuple[Driver, Driver]) ->
     assert first.stats()["token"]["allowed"] + second.stats()["token"]["allowed"] == LIMIT
 
 
+async def test_two_instances_share_the_budget_with_reads(drivers: tuple[Driver, Driver]) -> None:
+    """Counts that read a key and counts that do not share one budget across instances."""
+    clock = FakeClock()
+    prefix = f"test-{uuid.uuid4().hex}:"
+    first = limiter_on(drivers[0], clock, prefix)
+    second = limiter_on(drivers[1], clock, prefix)
+    read_key = f"{prefix}client:some-client"
+    await drivers[0].set(read_key, b"client-record", None)
+    allowed = 0
+    for i in range(BURST):
+        if i % 2 == 0:
+            state, value = await first.hit_and_get("192.0.2.8", "token", read_key)
+            assert value == (b"client-record" if state.allowed else None)
+        else:
+            state = await second.hit("192.0.2.8", "token")
+        allowed += state.allowed
+    assert allowed == LIMIT
+    assert first.stats()["token"]["allowed"] + second.stats()["token"]["allowed"] == LIMIT
+
+
 async def test_window_slides(drivers: tuple[Driver, Driver]) -> None:
     """Requests become allowed again one by one as the old ones age out of the window."""
     clock = FakeClock()
@@ -176,6 +199,118 @@ async def app_client(aiohttp_client: typing.Any, make_settings: typing.Callable[
         return await aiohttp_client(create_app(settings, driver=MemoryDriver(cleanup_interval=0)))
 
     return start
+
+
+class RecordingDriver:
+    """A memory driver that records the name and first key of every async operation."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryDriver(cleanup_interval=0)
+        self.calls: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> typing.Any:
+        attribute = getattr(self.inner, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        async def recorded(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+            self.calls.append((name, str(args[0]) if args else ""))
+            return await attribute(*args, **kwargs)
+
+        return recorded
+
+    def client_reads(self) -> list[str]:
+        """Return the operations that read a stored client, other than through hit_and_get."""
+        return [name for name, key in self.calls if ":client:" in key and name == "get"]
+
+
+@pytest.fixture
+async def recorded_app(aiohttp_client: typing.Any, make_settings: typing.Callable[..., config.Settings]) -> typing.Any:
+    async def start(toml: str = "") -> tuple[typing.Any, RecordingDriver]:
+        driver = RecordingDriver()
+        http = await aiohttp_client(create_app(make_settings(toml), driver=typing.cast(Driver, driver)))
+        return http, driver
+
+    return start
+
+
+async def registered_client_id(http: typing.Any) -> str:
+    response = await http.post(
+        "/oauth/register",
+        json={"redirect_uris": ["http://127.0.0.1:33418/callback"], "token_endpoint_auth_method": "none"},
+    )
+    assert response.status == 201, await response.text()
+    return str((await response.json())["client_id"])
+
+
+async def test_token_request_reads_client_with_count(recorded_app: typing.Any) -> None:
+    """The token endpoint counts the request and reads its client in one operation, and reads it no more."""
+    http, driver = await recorded_app()
+    client_id = await registered_client_id(http)
+    driver.calls.clear()
+    response = await http.post(
+        "/oauth/token", data={"grant_type": "authorization_code", "code": "unknown", "client_id": client_id}
+    )
+    assert response.status == 400
+    assert (await response.json())["error"] == "invalid_grant"
+    assert driver.calls[0][0] == "hit_and_get"
+    assert [name for name, _ in driver.calls].count("hit") == 0
+    assert driver.client_reads() == []
+
+
+async def test_basic_credentials_name_the_client_read(recorded_app: typing.Any) -> None:
+    """With HTTP Basic credentials the client_id comes from the header, and the body need not name it."""
+    http, driver = await recorded_app()
+    response = await http.post(
+        "/oauth/register",
+        json={"redirect_uris": ["http://127.0.0.1:33418/callback"], "token_endpoint_auth_method": "client_secret_basic"},
+    )
+    body = await response.json()
+    driver.calls.clear()
+    headers = {"Authorization": aiohttp.encode_basic_auth(body["client_id"], body["client_secret"])}
+    response = await http.post("/oauth/token", data={"grant_type": "authorization_code", "code": "x"}, headers=headers)
+    assert response.status == 400
+    assert (await response.json())["error"] == "invalid_grant"
+    assert driver.calls[0][0] == "hit_and_get"
+    assert driver.client_reads() == []
+
+
+async def test_authorize_reads_client_with_count(recorded_app: typing.Any) -> None:
+    """The authorization endpoint gets its client from the count's read."""
+    http, driver = await recorded_app()
+    client_id = await registered_client_id(http)
+    driver.calls.clear()
+    _, challenge = new_pkce()
+    params = authorize_params(Client(client_id, None, "http://127.0.0.1:33418/callback"), challenge)
+    response = await http.get("/oauth/authorize", params=params, allow_redirects=False)
+    assert response.status == 302
+    assert driver.calls[0][0] == "hit_and_get"
+    assert driver.client_reads() == []
+
+
+async def test_unknown_or_configured_client_counts_with_plain_hit(recorded_app: typing.Any) -> None:
+    """Without a stored client to read, the count is a plain hit, and an unknown client still gets invalid_client."""
+    http, driver = await recorded_app(
+        '[[clients]]\nclient_id = "configured"\nredirect_uris = ["http://127.0.0.1:33418/callback"]\n'
+    )
+    response = await http.post("/oauth/token", data={"grant_type": "authorization_code", "code": "x", "client_id": "configured"})
+    assert response.status == 400
+    assert driver.calls[0][0] == "hit"
+    driver.calls.clear()
+    response = await http.post("/oauth/token", data={"grant_type": "authorization_code", "code": "x", "client_id": "unknown"})
+    assert response.status == 401
+    assert (await response.json())["error"] == "invalid_client"
+    assert driver.calls[0][0] == "hit_and_get"
+
+
+async def test_token_burst_with_client_lets_exactly_limit_through(recorded_app: typing.Any) -> None:
+    """150 token requests naming a stored client: 100 reach the endpoint, 50 get 429."""
+    http, _ = await recorded_app()
+    client_id = await registered_client_id(http)
+    form = {"grant_type": "authorization_code", "code": "unknown", "client_id": client_id}
+    statuses = [(await http.post("/oauth/token", data=form)).status for _ in range(BURST)]
+    assert statuses[:LIMIT] == [400] * LIMIT
+    assert statuses[LIMIT:] == [429] * (BURST - LIMIT)
 
 
 async def test_token_burst_gets_429_after_limit(app_client: typing.Any) -> None:
