@@ -9,6 +9,7 @@ redirect_uri gets the page, any other repeated parameter the redirect.
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 
@@ -116,13 +117,18 @@ def check_resource(services: Services, resources: list[str]) -> str:
 
 
 async def consent_needed(
-    services: Services, subject: str, pending: PendingAuthorization, prompt: frozenset[str] = frozenset()
+    services: Services,
+    subject: str,
+    pending: PendingAuthorization,
+    prompt: frozenset[str] = frozenset(),
+    client: ClientRecord | None = None,
 ) -> list[str] | None:
     """Return the scopes the person must approve now, or None when the code may be issued at once.
 
     A remembered consent covers one user, one client and one resource
     (the token audience). An empty list means the page must still be shown,
-    with no scope marked new.
+    with no scope marked new. ``client`` is the pending request's client when
+    the caller has just looked it up; otherwise it is looked up here.
     """
     consent = services.settings.consent
     if not consent.enabled:
@@ -131,7 +137,8 @@ async def consent_needed(
     new_scopes = [s for s in pending.scope.split() if s not in approved]
     if new_scopes or not consent.remember or "consent" in prompt:
         return new_scopes
-    client = await services.clients.find(pending.client_id)
+    if client is None or client.client_id != pending.client_id:
+        client = await services.clients.find(pending.client_id)
     if client is None or (not client.confidential and pending.redirect_uri not in client.redirect_uris):
         # SECURITY: RFC 8252 §8.6: any local process can claim a loopback port,
         # so a public client on a port other than the registered one is not
@@ -159,6 +166,7 @@ async def issue_code(services: Services, pending: PendingAuthorization, subject:
     return {"code": code, "state": pending.state, "iss": services.settings.issuer}
 
 
+@functools.lru_cache(maxsize=1024)
 def redirect_origin(redirect_uri: str) -> str:
     """Return the CSP source that allows a form to end in a redirect to this URI."""
     parts = urllib.parse.urlsplit(redirect_uri)

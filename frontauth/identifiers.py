@@ -10,6 +10,7 @@ handled in :func:`frontauth.quirks.strip_trailing_slash`.
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 
 from frontauth import quirks
@@ -17,6 +18,9 @@ from frontauth import quirks
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+# Cached: every authorization and token request compares its resource with the
+# configured ones. The bound keeps client-chosen URLs from growing the cache.
+@functools.lru_cache(maxsize=1024)
 def canonical(url: str) -> str | None:
     """Return the URL with lower-case scheme and host and no default port; None when it is not absolute.
 

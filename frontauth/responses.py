@@ -50,9 +50,21 @@ def json_response(body: typing.Any, status: int = 200, headers: dict[str, str] |
 
 def redirect_with_params(redirect_uri: str, params: dict[str, str]) -> web.Response:
     """302 to the client's redirect_uri with params added to its query (RFC 6749 §4.1.2)."""
-    parts = urllib.parse.urlsplit(redirect_uri)
-    query = parts.query + ("&" if parts.query else "") + urllib.parse.urlencode(params)
-    location = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    added = urllib.parse.urlencode(params)
+    if "#" not in redirect_uri:
+        # Registered redirect URIs carry no fragment (RFC 6749 §3.1.2), so the
+        # query can be appended to the text as it is, which is what the general
+        # path below produces for such a URI.
+        if "?" not in redirect_uri:
+            location = f"{redirect_uri}?{added}"
+        elif redirect_uri.endswith(("?", "&")):
+            location = redirect_uri + added
+        else:
+            location = f"{redirect_uri}&{added}"
+    else:
+        parts = urllib.parse.urlsplit(redirect_uri)
+        query = parts.query + ("&" if parts.query else "") + added
+        location = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
     return web.Response(status=302, headers={"Location": location, **NO_STORE})
 
 
@@ -143,18 +155,27 @@ async def error_middleware(request: web.Request, handler: typing.Callable[..., t
 
 
 def _content_security_policy(request: web.Request) -> str:
-    form_action = "'self'"
-    extra = request.get(FORM_ACTION)
-    if extra:
-        form_action += " " + extra
-    img_src = "'self'"
-    if request.get(IMG_SRC):
-        img_src += " " + request[IMG_SRC]
+    form_action = request.get(FORM_ACTION)
+    img_src = request.get(IMG_SRC)
+    if not form_action and not img_src:
+        return DEFAULT_CSP
     # No script at all and no inline style: the pages use only /static and /branding files.
     return (
-        f"default-src 'none'; style-src 'self'; img-src {img_src}; "
-        f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+        f"default-src 'none'; style-src 'self'; img-src 'self'{' ' + img_src if img_src else ''}; "
+        f"form-action 'self'{' ' + form_action if form_action else ''}; frame-ancestors 'none'; base-uri 'none'"
     )
+
+
+DEFAULT_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+)
+HSTS = "max-age=31536000; includeSubDomains"
 
 
 @web.middleware
@@ -166,16 +187,16 @@ async def headers_middleware(request: web.Request, handler: typing.Callable[...,
     except web.HTTPException as exc:
         response = exc
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    for name, value in SECURITY_HEADERS:
+        headers.setdefault(name, value)
     headers.setdefault("Content-Security-Policy", _content_security_policy(request))
     if request.app[SERVICES].settings.issuer.startswith("https://"):
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    # The path only: query strings of browser endpoints carry state and codes.
-    access_logger.info(
-        "%s %s %s %.1fms", request.method, request.path, response.status, (time.perf_counter() - started) * 1000
-    )
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    if access_logger.isEnabledFor(logging.INFO):
+        # The path only: query strings of browser endpoints carry state and codes.
+        access_logger.info(
+            "%s %s %s %.1fms", request.method, request.path, response.status, (time.perf_counter() - started) * 1000
+        )
     if isinstance(response, web.HTTPException):
         raise response
     return response

@@ -61,7 +61,9 @@ async def authorize(request: web.Request) -> web.StreamResponse:
 
     session = None if "login" in prompt else await load_session(request, services)
     if session is not None:
-        new_scopes = await authorization.consent_needed(services, session.subject, pending, frozenset(prompt))
+        new_scopes = await authorization.consent_needed(
+            services, session.subject, pending, frozenset(prompt), client=client
+        )
         if new_scopes is None:
             params_out = await authorization.issue_code(services, pending, session.subject, session.auth_time)
             return redirect_with_params(redirect_uri, params_out)
