@@ -16,6 +16,7 @@ from frontauth import quirks
 from frontauth.errors import InvalidRequest
 
 MAX_PARAMETER_LENGTH = 4096
+MAX_PARAMETERS = 100
 # Parameters that RFC 8707 allows more than once; endpoints decide what to do with several.
 REPEATABLE = frozenset({"resource"})
 
@@ -40,7 +41,7 @@ def split_pairs(text: str, *, redirectable: bool = False) -> Parameters:
     repeated: dict[str, list[str]] = {}
     duplicated: list[str] = []
     try:
-        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=100)
+        pairs = _parse(text)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("malformed parameters", redirectable=redirectable) from None
     for name, value in pairs:
@@ -57,6 +58,33 @@ def split_pairs(text: str, *, redirectable: bool = False) -> Parameters:
         else:
             single[name] = value
     return Parameters(single, repeated, duplicated)
+
+
+def _parse(text: str) -> list[tuple[str, str]]:
+    """Split urlencoded text into (name, value) pairs, as ``parse_qsl`` does with these options.
+
+    The options are keep_blank_values=True, errors="strict" and
+    max_num_fields=MAX_PARAMETERS. Only names and values that contain ``%``
+    or ``+`` go through ``unquote_plus``, which is where most of parse_qsl's
+    time goes on the short parameters of OAuth requests.
+
+    Raises:
+        ValueError: more than MAX_PARAMETERS fields.
+        UnicodeDecodeError: a percent-encoded sequence is not valid UTF-8.
+    """
+    if text.count("&") >= MAX_PARAMETERS:
+        raise ValueError("too many fields")
+    pairs = []
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "%" in name or "+" in name:
+            name = urllib.parse.unquote_plus(name, errors="strict")
+        if "%" in value or "+" in value:
+            value = urllib.parse.unquote_plus(value, errors="strict")
+        pairs.append((name, value))
+    return pairs
 
 
 def duplicated_error(name: str, *, redirectable: bool = False) -> InvalidRequest:
