@@ -113,6 +113,12 @@ class Metrics:
             self.tokens_issued.labels(grant_type)
         for result in ("issued", "rejected"):
             self.refresh_grants.labels(result)
+        # The series every token request touches, looked up once: labels()
+        # takes a lock and hashes the label values on each call.
+        self.token_latency_by_grant = {name: self.token_latency.labels(name) for name in (*GRANT_TYPES, "unknown")}
+        self.tokens_issued_by_grant = {name: self.tokens_issued.labels(name) for name in GRANT_TYPES}
+        self.refresh_issued = self.refresh_grants.labels("issued")
+        self.refresh_rejected = self.refresh_grants.labels("rejected")
 
     def declare_storage(self, driver: str) -> None:
         """Create the storage error series of ``driver`` at 0."""
@@ -171,11 +177,11 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
             metrics.count_auth_failure(request, "invalid_credentials")
         return response
     grant_type = request.get(GRANT_TYPE, "unknown")
-    metrics.token_latency.labels(grant_type).observe(time.perf_counter() - started)
+    metrics.token_latency_by_grant[grant_type].observe(time.perf_counter() - started)
     if response.status == 200 and grant_type in GRANT_TYPES:
-        metrics.tokens_issued.labels(grant_type).inc()
+        metrics.tokens_issued_by_grant[grant_type].inc()
     if grant_type == "refresh_token":
-        metrics.refresh_grants.labels("issued" if response.status == 200 else "rejected").inc()
+        (metrics.refresh_issued if response.status == 200 else metrics.refresh_rejected).inc()
     return response
 
 
