@@ -10,15 +10,23 @@ The server must run Redis 6.2 or later, which added GETDEL and SET ... GET.
 
 Up to ``storage.pool_size`` connections are open at once. A command that finds
 them all busy waits for a free one for at most ``storage.command_timeout``.
+
+Commands that concurrent requests issue in the same turn of the event loop go
+to Redis as one pipeline (:class:`CommandBatcher`): one write and one read on
+one connection instead of one each per command. Redis still runs each command
+atomically, in the order they were issued. The pipeline has no MULTI, so it
+makes no command atomic with another.
 """
 
 from __future__ import annotations
 
+import asyncio
 import typing
 import urllib.parse
 
 import attrs
 import redis.asyncio
+import redis.commands.core
 import redis.exceptions as rex
 
 from frontauth.config import ConfigError
@@ -34,6 +42,10 @@ from frontauth.drivers.redis_base import (
 
 if typing.TYPE_CHECKING:
     from frontauth.config import StorageSettings
+
+T = typing.TypeVar("T")
+# Maximum number of commands in one pipeline; a queue that reaches it is sent at once.
+MAX_BATCH = 128
 
 
 @attrs.frozen
@@ -73,10 +85,130 @@ def parse_url(settings: StorageSettings) -> RedisAddress:
     )
 
 
+@attrs.define
+class QueuedCommand:
+    """One driver command waiting for the next pipeline, and the future its caller awaits."""
+
+    method: typing.Any  # a bound method of the client, or a script from register_script
+    args: tuple[typing.Any, ...]
+    kwargs: dict[str, typing.Any]
+    result: asyncio.Future[typing.Any]
+
+    def add_to(self, pipeline: typing.Any) -> None:
+        if isinstance(self.method, redis.commands.core.AsyncScript):
+            keys, script_args = self.kwargs["keys"], self.kwargs["args"]
+            pipeline.evalsha(self.method.sha, len(keys), *keys, *script_args)
+        else:
+            getattr(pipeline, self.method.__name__)(*self.args, **self.kwargs)
+
+    async def run_alone(self) -> None:
+        """Run the command by itself, as the client would without batching, and settle its future."""
+        try:
+            value = await self.method(*self.args, **self.kwargs)
+        except Exception as exc:
+            if not self.result.done():
+                self.result.set_exception(exc)
+        else:
+            if not self.result.done():
+                self.result.set_result(value)
+
+
+class CommandBatcher:
+    """Sends the commands queued during one turn of the event loop as one pipeline.
+
+    A command queued while a pipeline is in flight goes in the next one, which
+    takes another pooled connection, so a slow pipeline does not hold up the
+    others. Errors reach each command's caller as the client would raise them
+    for that command alone: a reply error to its command, a connection error
+    to every command of the pipeline.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._client = client
+        self._queue: list[QueuedCommand] = []
+        self._flush_scheduled = False
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def run(self, method: typing.Callable[..., typing.Awaitable[T]], *args: typing.Any, **kwargs: typing.Any) -> T:
+        loop = asyncio.get_running_loop()
+        command = QueuedCommand(method, args, kwargs, loop.create_future())
+        self._queue.append(command)
+        if len(self._queue) >= MAX_BATCH:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return typing.cast(T, await command.result)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        # A caller cancelled before the flush (a timeout) never sends its command.
+        batch = [command for command in self._queue if not command.result.done()]
+        self._queue = []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _send(self, batch: list[QueuedCommand]) -> None:
+        pipeline = self._client.pipeline(transaction=False)
+        try:
+            for command in batch:
+                command.add_to(pipeline)
+            replies = await pipeline.execute(raise_on_error=False)
+        except rex.DataError:
+            # An argument of a wrong type: run each command alone, so that
+            # only the caller that passed it gets the error.
+            await asyncio.gather(*(command.run_alone() for command in batch))
+            return
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        except BaseException:
+            # Cancelled, as when the event loop shuts down: the callers see a failed connection.
+            self._fail(batch, rex.ConnectionError("the pipeline was cancelled"))
+            raise
+        for command, reply in zip(batch, replies):
+            if command.result.done():
+                continue
+            if isinstance(reply, rex.NoScriptError):
+                # The server lost its scripts (a restart or SCRIPT FLUSH). The
+                # script object loads its script again and retries the call.
+                await command.run_alone()
+            elif isinstance(reply, Exception):
+                command.result.set_exception(reply)
+            else:
+                command.result.set_result(reply)
+
+    @staticmethod
+    def _fail(batch: list[QueuedCommand], error: Exception) -> None:
+        for command in batch:
+            if not command.result.done():
+                command.result.set_exception(error)
+
+    async def close(self) -> None:
+        """Fail the queued commands and wait for the pipelines in flight."""
+        self._fail(self._queue, rex.ConnectionError("the driver was closed"))
+        self._queue = []
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+
 class RedisDriver(RedisCommands):
-    """Driver over a redis-py asyncio client with a blocking connection pool."""
+    """Driver over a redis-py asyncio client with a blocking connection pool and command batching."""
 
     name = "redis"
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        super().__init__(client)
+        self._batcher = CommandBatcher(client)
+
+    async def _run(self, method: typing.Callable[..., typing.Awaitable[T]], *args: typing.Any, **kwargs: typing.Any) -> T:
+        return await self._batcher.run(method, *args, **kwargs)
+
+    async def close(self) -> None:
+        await self._batcher.close()
+        await super().close()
 
 
 def connection_pool(settings: StorageSettings, address: RedisAddress) -> redis.asyncio.BlockingConnectionPool:
