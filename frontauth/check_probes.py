@@ -2,7 +2,8 @@
 
 Probes, in order: the authorization server metadata (served, issuer consistent,
 S256 only), the JWKS (served, public keys only), the protected-resource
-metadata, a made-up code at the token endpoint (refused with
+metadata (served for the resources on the issuer's origin, and claiming none
+elsewhere), a made-up code at the token endpoint (refused with
 ``invalid_grant``), the security headers, and plain HTTP (redirected or
 refused). Every request goes to the probed URL's host and port; URLs taken from
 the metadata are used for their path only, so a wrong issuer cannot send the
@@ -21,6 +22,7 @@ import aiohttp
 
 from frontauth import config
 from frontauth.check import FAIL, PASS, WARN, Finding
+from frontauth.endpoints.metadata import origin_of, well_known_url
 from frontauth.keys import PRIVATE_MEMBERS
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -111,15 +113,79 @@ async def check_jwks(probe: Probe, jwks_uri: str) -> None:
     probe.add("served JWKS", PASS, f"{len(keys)} public key(s), kid {', '.join(str(key['kid']) for key in keys)}")
 
 
-async def check_protected_resource(probe: Probe, issuer: str) -> None:
-    document, _ = await _json(probe, "resource metadata", "/.well-known/oauth-protected-resource")
+async def _get_document(probe: Probe, path: str) -> tuple[int, dict[str, typing.Any] | None]:
+    """GET a document; return the status and the JSON object, or None when the body is not one."""
+    response, body = await probe.get(path)
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    return response.status, document if isinstance(document, dict) else None
+
+
+def _resource_problem(document: dict[str, typing.Any] | None, resource: str | None, origin: str, issuer: str) -> str:
+    """Return what is wrong with a protected-resource document, or '' when nothing is.
+
+    ``resource`` is the identifier the document must name (RFC 9728 §3.3), or
+    None when any resource on ``origin`` will do.
+    """
     if document is None:
-        return
+        return "is not a JSON object"
+    named = document.get("resource")
+    if resource is not None and named != resource:
+        return f"names resource {named!r}, expected {resource!r}"
+    if resource is None and origin_of(str(named)) != origin:
+        return f"names resource {named!r}, which is not on {origin}, so RFC 9728 section 3.3 clients discard it"
     servers = document.get("authorization_servers") or []
     if issuer not in servers:
-        probe.add("resource metadata", FAIL, f"authorization_servers is {servers!r}, expected it to name {issuer}")
+        return f"lists authorization_servers {servers!r}, expected it to name {issuer}"
+    return ""
+
+
+async def check_protected_resource(probe: Probe, issuer: str, settings: config.Settings | None) -> None:
+    """RFC 9728 §3.1: check that this origin serves its resources' metadata and claims no other resource.
+
+    With settings, each configured resource on the issuer's origin must be
+    served at its path-inserted address and name this issuer. The root must
+    name a resource on this origin, or return 404 when there is none. Resources
+    on other origins publish their own metadata there, which the probe does
+    not fetch: every request goes to the probed server.
+    """
+    item = "resource metadata"
+    origin = origin_of(issuer)
+    resources = settings.audiences if settings is not None else ()
+    on_origin = [resource for resource in resources if origin_of(resource) == origin]
+    off_origin = [resource for resource in resources if origin_of(resource) != origin]
+    try:
+        for resource in on_origin:
+            path = urllib.parse.urlsplit(well_known_url(resource)).path
+            status, document = await _get_document(probe, path)
+            if status != 200:
+                probe.add(item, FAIL, f"GET {path} answered {status}, expected the metadata of {resource}", "resources")
+                return
+            problem = _resource_problem(document, resource, origin, issuer)
+            if problem:
+                probe.add(item, FAIL, f"GET {path} {problem}", "resources")
+                return
+        root = "/.well-known/oauth-protected-resource"
+        status, document = await _get_document(probe, root)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        probe.add(item, FAIL, f"GET of the resource metadata failed: {type(exc).__name__}: {exc}")
         return
-    probe.add("resource metadata", PASS, f"resource {document.get('resource')} names this issuer")
+    others = f"; resources on other origins publish their own metadata: {', '.join(off_origin)}" if off_origin else ""
+    if status == 404 and not on_origin:
+        probe.add(item, PASS, f"no resource on {origin}, and the root answers 404{others}")
+        return
+    if status != 200:
+        expected = "200 or 404" if settings is None else "200"
+        probe.add(item, FAIL, f"GET {root} answered {status}, expected {expected}", "resources")
+        return
+    problem = _resource_problem(document, None, origin, issuer)
+    if problem:
+        probe.add(item, FAIL, f"GET {root} {problem}", "resources")
+        return
+    served = on_origin or [str(document.get("resource")) if document else ""]
+    probe.add(item, PASS, f"served for {', '.join(served)}, naming this issuer{others}")
 
 
 async def check_bogus_code(probe: Probe, token_endpoint: str, client_id: str | None) -> None:
@@ -208,7 +274,7 @@ async def probe(
             check_metadata(current, metadata, issuer)
             check_headers(current, response)
             await check_jwks(current, str(metadata.get("jwks_uri") or "/.well-known/jwks.json"))
-            await check_protected_resource(current, issuer)
+            await check_protected_resource(current, issuer, settings)
             await check_bogus_code(current, str(metadata.get("token_endpoint") or "/oauth/token"), client_id)
         await check_plain_http(current)
     return current.findings

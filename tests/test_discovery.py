@@ -59,6 +59,67 @@ async def test_resource_metadata_per_resource(two_resources):
 async def test_unknown_resource_path_not_found(http):
     response = await http.get("/.well-known/oauth-protected-resource/other")
     assert response.status == 404
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert body["error"] == "not_found"
+    assert body["error_description"] == "no configured resource on this origin has that path"
+
+
+# RFC 9728 §3.1 and §3.3: only the resource's own origin publishes its metadata.
+OTHER_ORIGIN = "https://mcp.example.com/mcp"
+OTHER_ORIGIN_METADATA = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+
+
+@pytest.mark.parametrize(
+    "path", ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"], ids=["root", "path"]
+)
+async def test_resource_on_other_origin_not_claimed(aiohttp_client, tmp_path, path):
+    app = await start_app(aiohttp_client, load_settings(tmp_path, f'resources = ["{OTHER_ORIGIN}"]\n'))
+    response = await app.get(path)
+    assert response.status == 404
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert body["error"] == "not_found"
+    assert OTHER_ORIGIN_METADATA in body["error_description"]
+    assert "RFC 9728 section 3.1" in body["error_description"]
+
+
+@pytest.mark.parametrize(
+    "resource",
+    ["http://127.0.0.1:9000/mcp", "https://127.0.0.1:8080/mcp", "http://localhost:8080/mcp"],
+    ids=["other-port", "other-scheme", "other-host"],
+)
+async def test_resource_origin_compared_exactly(aiohttp_client, tmp_path, resource):
+    app = await start_app(aiohttp_client, load_settings(tmp_path, f'resources = ["{resource}"]\n'))
+    assert (await app.get("/.well-known/oauth-protected-resource")).status == 404
+    assert (await app.get("/.well-known/oauth-protected-resource/mcp")).status == 404
+
+
+async def test_root_names_first_resource_on_own_origin(aiohttp_client, tmp_path):
+    """With the default resource on another origin, the root and the path name only the resource on this one."""
+    toml = f'resources = ["{OTHER_ORIGIN}", "{ISSUER}/files"]\n'
+    app = await start_app(aiohttp_client, load_settings(tmp_path, toml))
+    root = await json_of(app, "/.well-known/oauth-protected-resource")
+    assert root["resource"] == ISSUER + "/files"
+    assert root["authorization_servers"] == [ISSUER]
+    inserted = await json_of(app, "/.well-known/oauth-protected-resource/files")
+    assert inserted["resource"] == ISSUER + "/files"
+    assert (await app.get("/.well-known/oauth-protected-resource/mcp")).status == 404
+
+
+async def test_root_prefers_resource_equal_to_origin(aiohttp_client, tmp_path):
+    """RFC 9728 §3.3: the root URL is built from the origin, so a resource equal to it wins."""
+    app = await start_app(aiohttp_client, load_settings(tmp_path, f'resources = ["{ISSUER}/mcp", "{ISSUER}"]\n'))
+    root = await json_of(app, "/.well-known/oauth-protected-resource")
+    assert root["resource"] == ISSUER
+
+
+async def test_resource_origin_case_insensitive(aiohttp_client, tmp_path):
+    """RFC 3986 §6.2.2.1: a resource spelled with upper-case scheme and host is on this origin."""
+    toml = 'resources = ["HTTP://127.0.0.1:8080/mcp"]\n'
+    app = await start_app(aiohttp_client, load_settings(tmp_path, toml))
+    document = await json_of(app, "/.well-known/oauth-protected-resource/mcp")
+    assert document["resource"] == "HTTP://127.0.0.1:8080/mcp"
 
 
 @pytest.mark.parametrize(

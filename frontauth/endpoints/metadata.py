@@ -7,14 +7,25 @@ the same insertion for ``openid-configuration``, and the OpenID Connect
 Discovery form ``/tenant/.well-known/openid-configuration``. For a resource with
 a path (``https://host/mcp``) they try ``/.well-known/oauth-protected-resource/mcp``
 (RFC 9728 §3.1). Every one is served here, besides the root documents.
+
+RFC 9728 §3.1 puts a resource's metadata at a URL built from the resource
+identifier, so only the resource's own origin can publish it. §3.3 has clients
+discard a document whose ``resource`` differs from the identifier they built
+the URL from. frontauth therefore serves protected-resource metadata only
+for configured resources on its own origin (the issuer's scheme, host and
+port). A resource on another origin, such as an MCP server at
+``https://mcp.example.com/mcp``, publishes its own document (see
+:mod:`frontauth.resource`), and the addresses here answer 404 for it.
 """
 
 from __future__ import annotations
 
+import urllib.parse
+
 from aiohttp import web
 
 from frontauth.appkeys import SERVICES
-from frontauth.identifiers import path_of
+from frontauth.identifiers import canonical, find_resource, path_of
 from frontauth.services import Services
 
 CACHE = {"Cache-Control": "public, max-age=300"}
@@ -77,19 +88,61 @@ async def authorization_server_at_path(request: web.Request) -> web.Response:
 
 
 async def protected_resource_at_path(request: web.Request) -> web.Response:
-    """RFC 9728 §3.1: metadata of the configured resource whose path was inserted."""
+    """RFC 9728 §3.1: metadata of the configured resource on this origin whose path was inserted."""
     services = request.app[SERVICES]
-    wanted = requested_path(request)
-    for resource in services.settings.audiences:
-        if path_of(resource) == wanted:
-            return web.json_response(protected_resource_metadata(services, resource), headers=CACHE)
-    raise web.HTTPNotFound()
+    origin = origin_of(services.settings.issuer)
+    resource = find_resource(origin + requested_path(request), own_resources(services))
+    if resource is None:
+        return resource_not_found(services, "no configured resource on this origin has that path")
+    return web.json_response(protected_resource_metadata(services, resource), headers=CACHE)
 
 
 async def protected_resource(request: web.Request) -> web.Response:
+    """RFC 9728 §3.1: metadata at the root, for a resource on this origin.
+
+    A configured resource equal to the origin is the one whose well-known URL
+    this is. Otherwise the root names the first configured resource on this
+    origin (the default resource when it is here), because MCP clients fall
+    back to the root when the path-inserted address fails.
+    Deviation: RFC 9728 §3.3 would have a strict client reject that document,
+    because its resource has a path and the root URL has none.
+    """
     services = request.app[SERVICES]
-    document = protected_resource_metadata(services, services.settings.audiences[0])
-    return web.json_response(document, headers=CACHE)
+    origin = origin_of(services.settings.issuer)
+    own = own_resources(services)
+    resource = find_resource(origin, own) or (own[0] if own else None)
+    if resource is None:
+        return resource_not_found(services, "no configured resource is on this origin")
+    return web.json_response(protected_resource_metadata(services, resource), headers=CACHE)
+
+
+def origin_of(url: str) -> str:
+    """Return scheme://host[:port] of an absolute URL in canonical form, or '' when it is not absolute."""
+    parts = urllib.parse.urlsplit(canonical(url) or "")
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
+
+
+def own_resources(services: Services) -> tuple[str, ...]:
+    """Return the configured resources on the issuer's origin, in configured order."""
+    origin = origin_of(services.settings.issuer)
+    return tuple(resource for resource in services.settings.audiences if origin_of(resource) == origin)
+
+
+def resource_not_found(services: Services, description: str) -> web.Response:
+    """Return 404 naming where the configured resources on other origins publish their metadata."""
+    origin = origin_of(services.settings.issuer)
+    elsewhere = [resource for resource in services.settings.audiences if origin_of(resource) != origin]
+    if elsewhere:
+        listed = ", ".join(f"{resource} at {well_known_url(resource)}" for resource in elsewhere)
+        description += f"; resources on other origins publish their own metadata (RFC 9728 section 3.1): {listed}"
+    return web.json_response({"error": "not_found", "error_description": description}, status=404)
+
+
+def well_known_url(resource: str) -> str:
+    """Return the RFC 9728 §3.1 metadata URL of a resource: the well-known path inserted before its path."""
+    parts = urllib.parse.urlsplit(resource)
+    path = parts.path.rstrip("/")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/.well-known/oauth-protected-resource" + path, "", ""))
 
 
 def protected_resource_metadata(services: Services, resource: str) -> dict[str, object]:
