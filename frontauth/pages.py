@@ -18,6 +18,9 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from frontauth import cimd
+from frontauth.appkeys import SERVICES
+from frontauth.clients import is_loopback_host
 from frontauth.config import LOGO_TYPES, Settings
 from frontauth.responses import IMG_SRC
 from frontauth.stores import ClientRecord
@@ -84,7 +87,6 @@ def _logo_handler(path: str) -> typing.Callable[[web.Request], typing.Awaitable[
     return logo
 
 
-
 def describe_client(request: web.Request, client: ClientRecord, configured: bool) -> dict[str, typing.Any]:
     """Return what the pages show about a client.
 
@@ -94,6 +96,15 @@ def describe_client(request: web.Request, client: ClientRecord, configured: bool
     name, so the page marks it unverified and shows neither its web site nor
     its logo, which could imitate another application. Only https addresses
     are shown, and the logo's origin is added to the page's img-src.
+
+    The MCP authorization specification (2025-11-25, "Client ID Metadata
+    Document Security") asks for two more facts. ``document_host`` is the host
+    of a client_id that is a metadata document URL, because, unlike the name,
+    that host shows who publishes the client ("Display the CIMD ... client
+    hostnames prominently"). ``local_only`` marks a client whose redirect URIs
+    are all on loopback ("SHOULD display additional warnings for
+    localhost-only redirect URIs"), because any program on the person's
+    computer can listen there and present that client_id.
     """
     verified = configured
     uri = client.client_uri if verified and _is_https(client.client_uri) else None
@@ -107,7 +118,44 @@ def describe_client(request: web.Request, client: ClientRecord, configured: bool
         "uri": uri,
         "uri_host": urllib.parse.urlsplit(uri).netloc if uri else None,
         "logo_uri": logo,
+        "document_host": None if configured else _document_host(request, client.client_id),
+        "local_only": _local_only(client.redirect_uris),
     }
+
+
+def _document_host(request: web.Request, client_id: str) -> str | None:
+    """Return the host (and port) of a metadata document client_id, or None for any other client."""
+    if not cimd.is_document_url(client_id, request.app[SERVICES].settings):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(client_id)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    elif not host.isascii():
+        # Punycode, so that a look-alike letter from another script cannot pass for a known host.
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    return f"{host}:{port}" if port is not None else host or None
+
+
+def _local_only(redirect_uris: typing.Sequence[str]) -> bool:
+    """Return whether every redirect URI is http(s) on a loopback host (RFC 8252 §7.3)."""
+    if not redirect_uris:
+        return False
+    for uri in redirect_uris:
+        try:
+            parts = urllib.parse.urlsplit(uri)
+        except ValueError:
+            return False
+        if parts.scheme not in ("http", "https") or not is_loopback_host(parts.hostname):
+            return False
+    return True
 
 
 def _is_https(url: str | None) -> bool:

@@ -56,6 +56,9 @@ mcp = "Use the MCP server's tools, resources and prompts in your name"
 [login]
 users_file = "users.toml"
 
+[cimd]
+allow_http_loopback = true
+
 [pages]
 product_name = "Example Co."
 logo_file = "logo.svg"
@@ -110,6 +113,19 @@ class ClientServer:
         return web.Response(text="<!doctype html><title>Client</title><p>The client received the response.</p>",
                             content_type="text/html")
 
+    def document_url(self, name: str) -> str:
+        """A client_id naming a client ID metadata document that this server serves."""
+        return f"{self.url}/clients/{name}.json"
+
+    async def _document(self, request: web.Request) -> web.Response:
+        document = {
+            "client_id": f"{self.url}{request.path}",
+            "client_name": "Example Desktop Assistant",
+            "redirect_uris": [self.redirect_uri],
+            "token_endpoint_auth_method": "none",
+        }
+        return web.json_response(document, headers={"Cache-Control": "max-age=300"})
+
     async def _frame(self, request: web.Request) -> web.Response:
         # A page of another origin that tries to show frontauth's sign-in page inside itself.
         body = (f'<!doctype html><title>Framing page</title><p>Embedded:</p>'
@@ -120,6 +136,7 @@ class ClientServer:
         app = web.Application()
         app.router.add_get("/callback", self._callback)
         app.router.add_get("/frame", self._frame)
+        app.router.add_get("/clients/{name}.json", self._document)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -311,6 +328,8 @@ def test_sign_in_and_approve_gives_code(visit, frontauth, client_server, client_
     page = visit.page
     assert page.locator("h1").inner_text() == "Allow access?"
     assert page.locator(".client-name").inner_text() == "Example Desktop Assistant unverified"
+    assert page.locator(".client-document").count() == 0
+    assert page.locator(".local-notice .local").inner_text() == "on this device"
     assert page.locator(".facts dd").nth(1).inner_text() == f"127.0.0.1:{client_server.port}"
     assert page.locator(".facts dd").nth(0).inner_text() == f"{frontauth.url}/mcp"
     assert consent_scopes(page) == {"mcp": False}
@@ -512,6 +531,31 @@ def test_failed_sign_in_reveals_nothing(visit, frontauth, client_server, client_
     assert messages == ["The user name or password is incorrect."] * 2
 
 
+def test_document_client_shows_host_and_local_mark(visit, frontauth, client_server):
+    """A client_id that is a metadata document URL: the page names the document's host and marks the client local."""
+    client_id = client_server.document_url(secrets.token_hex(4))
+    url, state, verifier = authorize_url(frontauth, client_server, client_id)
+    visit.page.goto(url)
+    sign_in(visit)
+    page = visit.page
+    assert page.locator("h1").inner_text() == "Allow access?"
+    assert page.locator(".client-name").inner_text() == "Example Desktop Assistant unverified"
+    assert page.locator(".client-document").inner_text() == f"Described by a document on 127.0.0.1:{client_server.port}"
+    notice = page.locator(".local-notice")
+    assert notice.is_visible()
+    assert notice.locator(".local").inner_text() == "on this device"
+    assert f"at 127.0.0.1:{client_server.port}, not at a web site" in notice.inner_text()
+    visit.shot("consent")
+    assert axe_violations(page) == []
+    check_page_headers(visit.pages("/oauth/consent")[-1])
+
+    page.get_by_role("button", name="Approve").click()
+    query = received_after(client_server, page)
+    assert query["state"] == state
+    assert exchange(frontauth, client_server, client_id, query["code"], verifier)["token_type"] == "Bearer"
+    assert visit.csp_reports == []
+
+
 def test_branding_from_configuration(visit, frontauth, client_server, client_id):
     url, _, _ = authorize_url(frontauth, client_server, client_id)
     page = visit.page
@@ -569,19 +613,21 @@ def test_pages_fit_width(chromium, frontauth, client_server, client_id, width, h
         context.close()
 
 
-def test_pages_pass_axe(visit, frontauth, client_server, client_id):
+def axe_violations(page: Page) -> list[str]:
+    """Run axe-core on the page; return its serious and critical violations."""
     if not AXE.exists():
         _missing("axe-core (npm install --prefix tests/.cache axe-core)")
-    source = AXE.read_text()
+    # evaluate() runs through the DevTools protocol, outside the page's CSP.
+    page.evaluate(AXE.read_text())
+    report = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [f"{v['id']} ({v['impact']}): {v['help']}" for v in report["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_pages_pass_axe(visit, frontauth, client_server, client_id):
     results = {}
     for name in open_pages(visit, frontauth, client_server, client_id):
         visit.shot(name)
         check_page_headers(visit.pages(urllib.parse.urlsplit(visit.page.url).path)[-1])
-        # evaluate() runs through the DevTools protocol, outside the page's CSP.
-        visit.page.evaluate(source)
-        report = visit.page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-        results[name] = [
-            f"{v['id']} ({v['impact']}): {v['help']}" for v in report["violations"] if v["impact"] in ("serious", "critical")
-        ]
+        results[name] = axe_violations(visit.page)
     assert results == {"sign-in": [], "consent": [], "error": []}
     assert visit.csp_reports == []

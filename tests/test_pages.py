@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html.parser
+import json
 import typing
 import urllib.parse
 
@@ -12,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from frontauth import config
 from frontauth.appkeys import SERVICES
 from frontauth.stores import ClientRecord
+from frontauth.tokens import digest
 from frontauth.users import add_user
 from tests.oauth_checks import (  # noqa: F401 (settings, unlimited_settings and unlimited are fixtures)
     ISSUER,
@@ -689,6 +691,64 @@ async def test_registered_client_shown_unverified(http):
     assert "portal.example.com" not in text
     assert "cdn.example.com" not in text
     assert "img-src 'self';" in response.headers["Content-Security-Policy"]
+
+
+LOCAL_NOTICE = "This application receives its answer on this device, at <code>127.0.0.1:33418</code>, not at a web site."
+HTTPS_REDIRECT_URI = "https://app.example.com/callback"
+
+
+async def cache_document(http, url: str, redirect_uri: str) -> Client:
+    """Put a client ID metadata document into the shared cache (cimd:{digest}), as fetching url would."""
+    services = http.app[SERVICES]
+    document = {"client_id": url, "client_name": "Document App", "redirect_uris": [redirect_uri],
+                "token_endpoint_auth_method": "none"}
+    await services.driver.set(services.stores.key("cimd", digest(url)), json.dumps({"document": document}).encode(), 300)
+    return Client(url, redirect_uri=redirect_uri)
+
+
+@pytest.mark.parametrize(("url", "host"), [
+    ("https://app.example.com/oauth/client.json", "app.example.com"),
+    ("https://App.Example.com:8443/client.json", "app.example.com:8443"),
+    ("https://b\u00fccher.example/client.json", "xn--bcher-kva.example"),
+])
+async def test_document_client_shows_its_host(http, url, host):
+    client = await cache_document(http, url, HTTPS_REDIRECT_URI)
+    text, _ = await consent_text(http, client)
+    assert '<p class="client-name">Document App <span class="unverified">unverified</span></p>' in text
+    assert f'<p class="client-document">Described by a document on <strong>{host}</strong></p>' in text
+    assert "local-notice" not in text
+
+
+async def test_document_client_on_loopback_marked_local(http):
+    client = await cache_document(http, "https://app.example.com/client.json", REDIRECT_URI)
+    text, _ = await consent_text(http, client)
+    assert "<strong>app.example.com</strong>" in text
+    assert '<span class="local">on this device</span>' in text
+    assert LOCAL_NOTICE in text
+
+
+@pytest.mark.parametrize(("redirect_uris", "local"), [
+    ([REDIRECT_URI], True),
+    ([REDIRECT_URI, "http://localhost:8765/callback", "http://[::1]/callback"], True),
+    ([REDIRECT_URI, HTTPS_REDIRECT_URI], False),
+])
+async def test_registered_client_marked_local_only_when_all_redirects_loopback(http, redirect_uris, local):
+    client = await register(http, redirect_uris=redirect_uris)
+    text, _ = await consent_text(http, client)
+    assert (LOCAL_NOTICE in text) is local
+    assert ('class="local"' in text) is local
+    assert "client-document" not in text
+
+
+async def test_configured_https_client_not_marked_local(aiohttp_client, make_settings):
+    configured = CONFIGURED_CLIENT.replace('redirect_uris = ["http://127.0.0.1:33418/callback"]',
+                                           f'redirect_uris = ["{HTTPS_REDIRECT_URI}"]')
+    http = await start_app(aiohttp_client, make_settings(configured))
+    text, _ = await consent_text(http, Client("portal", redirect_uri=HTTPS_REDIRECT_URI))
+    assert '<p class="client-name">Example Portal</p>' in text
+    assert 'class="local"' not in text
+    assert "local-notice" not in text
+    assert "client-document" not in text
 
 
 def test_configured_client_logo_must_be_https(make_settings):
