@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import time
 import typing
 
 import pytest
 
-from frontauth import check, config, keys
+from frontauth import check, config, keys, users
 from tests.live_client import start_https_frontauth
-from tests.processes import run_frontauth, start_frontauth
+from tests.processes import free_port, run_frontauth, start_frontauth
 from tests.tls_files import TlsFiles, make_tls_files
 
 ROOT = pathlib.Path(__file__).parent.parent
 PRODUCTION_EXAMPLE = ROOT / "docs" / "production.toml"
 ITEMS = [
-    "profile", "persistent storage", "storage TLS", "signing key", "server secret", "HTTPS public URL",
+    "profile", "files", "persistent storage", "storage TLS", "signing key", "server secret", "HTTPS public URL",
     "PKCE S256 only", "refresh rotation", "audience", "MACHINE_ID", "rate limiting", "monitoring", "key age",
     "published JWKS", "client registration", "development sign-in", "consent", "token lifetimes",
 ]
@@ -42,6 +43,24 @@ def production_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("check-tls"), "127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def production_paths(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> dict[str, str]:
+    """Files in place of the ones docs/production.toml names under /etc/frontauth, as environment overrides."""
+    users_file = tmp_path_factory.mktemp("check-users") / "users.toml"
+    users.add_user(str(users_file), "alice", "correct horse battery staple")
+    return {
+        "FRONTAUTH_SERVER_TLS_CERT": tls_files.server_cert,
+        "FRONTAUTH_SERVER_TLS_KEY": tls_files.server_key,
+        "FRONTAUTH_STORAGE_TLS_CA": tls_files.ca,
+        "FRONTAUTH_LOGIN_USERS_FILE": str(users_file),
+    }
+
+
 def audit(**environ: str) -> dict[str, check.Finding]:
     """Audit docs/production.toml with the production secrets and ``environ`` on top."""
     settings = config.load(str(PRODUCTION_EXAMPLE), environ=production_env(**environ))
@@ -51,13 +70,33 @@ def audit(**environ: str) -> dict[str, check.Finding]:
 # --- the command on whole configurations
 
 
-def test_production_example_passes(tmp_path: typing.Any) -> None:
-    """docs/production.toml with its secrets in the environment: every item passes, exit 0."""
-    result = run_frontauth(str(tmp_path), "check", "--config", str(PRODUCTION_EXAMPLE), env=production_env())
+def test_production_example_passes(tmp_path: typing.Any, production_paths: dict[str, str]) -> None:
+    """docs/production.toml with its secrets in the environment and its files in place: every item passes."""
+    result = run_frontauth(
+        str(tmp_path), "check", "--config", str(PRODUCTION_EXAMPLE), env=production_env(**production_paths)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == f"check: {len(ITEMS)} pass, 0 warn, 0 fail"
     assert [line.split()[0] for line in lines[:-1]] == ["PASS"] * len(ITEMS)
+    users_text = pathlib.Path(production_paths["FRONTAUTH_LOGIN_USERS_FILE"]).read_text()
+    password_hash = users_text.split('password_hash = "')[1].split('"')[0]
+    assert password_hash not in result.stdout
+
+
+def test_production_example_missing_files_fails(tmp_path: typing.Any) -> None:
+    """The files docs/production.toml names under /etc/frontauth are missing here: one failure names each."""
+    result = run_frontauth(str(tmp_path), "check", "--config", str(PRODUCTION_EXAMPLE), "--json", env=production_env())
+    assert result.returncode == 1
+    files = {finding["item"]: finding for finding in json.loads(result.stdout)["findings"]}["files"]
+    assert files["status"] == "fail"
+    assert files["reason"] == (
+        "server.tls_cert '/etc/frontauth/tls/fullchain.pem': not found; "
+        "server.tls_key '/etc/frontauth/tls/privkey.pem': not found; "
+        "storage.tls_ca '/etc/frontauth/redis-ca.pem': not found; "
+        "login.users_file '/etc/frontauth/users.toml': not found"
+    )
+    assert files["fix"] == "server.tls_cert, server.tls_key, storage.tls_ca, login.users_file"
 
 
 def test_development_configuration_fails(tmp_path: typing.Any) -> None:
@@ -76,13 +115,16 @@ def test_development_configuration_fails(tmp_path: typing.Any) -> None:
     ]:
         assert f"FAIL  {item}" in output
         assert f"fix: {fix}" in output
-    assert output.splitlines()[-1] == "check: 9 pass, 2 warn, 7 fail"
+    assert output.splitlines()[-1] == "check: 10 pass, 2 warn, 7 fail"
+    assert "PASS  files                no setting names a file" in output
     # The audit writes nothing: no development key or secret appears on disk.
     assert not (tmp_path / ".frontauth").exists()
 
 
-def test_json_output_lists_every_item(tmp_path: typing.Any) -> None:
-    result = run_frontauth(str(tmp_path), "check", "--config", str(PRODUCTION_EXAMPLE), "--json", env=production_env())
+def test_json_output_lists_every_item(tmp_path: typing.Any, production_paths: dict[str, str]) -> None:
+    result = run_frontauth(
+        str(tmp_path), "check", "--config", str(PRODUCTION_EXAMPLE), "--json", env=production_env(**production_paths)
+    )
     document = json.loads(result.stdout)
     assert document["ok"] is True
     assert document["summary"] == {"pass": len(ITEMS), "warn": 0, "fail": 0}
@@ -177,12 +219,50 @@ def test_keys_generate_records_iat(tmp_path: typing.Any) -> None:
     assert findings["signing key"].status == "pass"
 
 
+def test_files_pass_lists_settings(production_paths: dict[str, str], tmp_path: typing.Any) -> None:
+    finding = audit(**production_paths, FRONTAUTH_PAGES_TEMPLATE_DIR=str(tmp_path))["files"]
+    assert finding.status == "pass"
+    assert finding.reason == (
+        "found and readable: server.tls_cert, server.tls_key, storage.tls_ca, login.users_file, pages.template_dir"
+    )
+
+
+def test_file_setting_naming_folder_fails(production_paths: dict[str, str], tmp_path: typing.Any) -> None:
+    finding = audit(**{**production_paths, "FRONTAUTH_LOGIN_USERS_FILE": str(tmp_path)})["files"]
+    assert finding.status == "fail"
+    assert finding.reason == f"login.users_file {str(tmp_path)!r}: not a regular file"
+    assert finding.fix == "login.users_file"
+
+
+def test_missing_sign_key_file_fails(production_paths: dict[str, str], tmp_path: typing.Any) -> None:
+    missing = str(tmp_path / "signing-key.json")
+    environ = production_env(**production_paths, FRONTAUTH_KEYS_SIGN_KEY_FILE=missing)
+    del environ["JWT_SIGNING_KEY"]
+    finding = check.check_files(config.load(str(PRODUCTION_EXAMPLE), environ=environ))
+    assert finding.status == "fail"
+    assert finding.reason == f"keys.sign_key_file {missing!r}: not found"
+    assert finding.fix == "keys.sign_key_file"
+
+
+def test_sqlite_folder_missing_fails(production_paths: dict[str, str], tmp_path: typing.Any) -> None:
+    database = tmp_path / "absent" / "auth.db"
+    finding = audit(**production_paths, FRONTAUTH_STORAGE_URL=f"sqlite:///{database}")["files"]
+    assert finding.status == "fail"
+    assert finding.fix == "storage.url"
+    assert f"folder {database.parent} does not exist" in finding.reason
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root opens a file whatever its mode")
+def test_unreadable_file_fails(production_paths: dict[str, str], tmp_path: typing.Any) -> None:
+    locked = tmp_path / "users.toml"
+    locked.write_text("")
+    locked.chmod(0)
+    finding = audit(**{**production_paths, "FRONTAUTH_LOGIN_USERS_FILE": str(locked)})["files"]
+    assert finding.status == "fail"
+    assert finding.reason == f"login.users_file {str(locked)!r}: cannot be read (Permission denied)"
+
+
 # --- probes of running servers
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("check-tls"), "127.0.0.1")
 
 
 def probe_findings(result: typing.Any) -> dict[str, dict[str, str]]:
@@ -257,3 +337,68 @@ def test_url_probe_of_closed_port_fails(tmp_path: typing.Any) -> None:
     assert findings["metadata"]["status"] == "fail"
     assert findings["metadata"]["reason"].startswith("GET /.well-known/oauth-authorization-server failed: ")
     assert result.returncode == 1
+
+
+def test_url_probes_pass_on_production_example(
+    tmp_path: typing.Any, tls_files: TlsFiles, production_paths: dict[str, str]
+) -> None:
+    """docs/production.toml served over TLS: its resource is on another origin, and every probe passes.
+
+    Only what this machine lacks is replaced: the files under /etc/frontauth,
+    Redis (memory storage), and the listen and metrics addresses (loopback). A
+    public client is added so that the code probe reaches the code check.
+    """
+    config_file = tmp_path / "production.toml"
+    config_file.write_text(
+        PRODUCTION_EXAMPLE.read_text() + '\n[[clients]]\nclient_id = "desktop"\nredirect_uris = ["http://127.0.0.1/callback"]\n'
+    )
+    env = production_env(
+        **production_paths,
+        FRONTAUTH_SERVER_HOST="127.0.0.1",
+        FRONTAUTH_STORAGE_URL="memory://",
+        FRONTAUTH_METRICS_HOST="127.0.0.1",
+        FRONTAUTH_METRICS_PORT=str(free_port()),
+    )
+    server = start_https_frontauth(
+        str(tmp_path), tls_files.server_cert, tls_files.server_key, tls_files.ca, config_file=str(config_file), env=env
+    )
+    try:
+        result = run_frontauth(
+            str(tmp_path), "check", "--config", str(config_file), "--url", f"https://127.0.0.1:{server.port}",
+            "--ca-file", tls_files.ca, "--json", env=env,
+        )
+    finally:
+        server.stop()
+    findings = probe_findings(result)
+    assert {item: finding["status"] for item, finding in findings.items()} == {item: "pass" for item in PROBES}
+    assert findings["resource metadata"]["reason"] == (
+        "no resource on https://auth.example.com, and the root answers 404; "
+        "resources on other origins publish their own metadata: https://mcp.example.com/mcp"
+    )
+
+
+async def test_probe_rejects_root_claiming_other_origin(aiohttp_server: typing.Any) -> None:
+    """A root document naming a resource on another origin fails the probe (RFC 9728 section 3.3)."""
+    from aiohttp import web
+
+    from frontauth.check_probes import probe
+
+    async def claim_other_origin(request: web.Request) -> web.Response:
+        issuer = f"http://127.0.0.1:{request.url.port}"
+        return web.json_response({"resource": "https://mcp.example.com/mcp", "authorization_servers": [issuer]})
+
+    async def metadata(request: web.Request) -> web.Response:
+        issuer = f"http://127.0.0.1:{request.url.port}"
+        return web.json_response({"issuer": issuer, "jwks_uri": f"{issuer}/jwks", "code_challenge_methods_supported": ["S256"]})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/oauth-protected-resource", claim_other_origin)
+    app.router.add_get("/.well-known/oauth-authorization-server", metadata)
+    server = await aiohttp_server(app)
+    base_url = f"http://127.0.0.1:{server.port}"
+    findings = {finding.item: finding for finding in await probe(base_url, None)}
+    assert findings["resource metadata"].status == "fail"
+    assert findings["resource metadata"].reason == (
+        "GET /.well-known/oauth-protected-resource names resource 'https://mcp.example.com/mcp', which is not on "
+        f"{base_url}, so RFC 9728 section 3.3 clients discard it"
+    )
