@@ -12,6 +12,7 @@ from frontauth import pages
 from frontauth import services as services_module
 from frontauth.appkeys import SERVICES
 from frontauth.config import UPSTREAM_MODES, Settings
+from frontauth.content_coding import HANDLER_ARGS, content_coding_middleware
 from frontauth.drivers import open_driver
 from frontauth.endpoints import client_configuration
 from frontauth.endpoints import authorize, consent, health, introspect, login, metadata, register, revoke, token, userinfo
@@ -103,9 +104,14 @@ def create_app(
     """
     # Outermost first: the metrics middleware receives every final status, and
     # the rate limiter's 429 and storage errors go through the error middleware.
+    # HANDLER_ARGS turns off aiohttp's request decompression, so that
+    # content_coding_middleware, not aiohttp's parser, rejects encoded bodies.
     app = web.Application(
-        middlewares=[headers_middleware, metrics_middleware, error_middleware, ratelimit_middleware],
+        middlewares=[
+            headers_middleware, metrics_middleware, error_middleware, content_coding_middleware, ratelimit_middleware
+        ],
         client_max_size=settings.server.max_body_size,
+        handler_args=HANDLER_ARGS,
     )
     if settings.metrics.enabled:
         app[METRICS] = Metrics()
