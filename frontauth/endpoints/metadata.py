@@ -14,8 +14,8 @@ discard a document whose ``resource`` differs from the identifier they built
 the URL from. frontauth therefore serves protected-resource metadata only
 for configured resources on its own origin (the issuer's scheme, host and
 port). A resource on another origin, such as an MCP server at
-``https://mcp.example.com/mcp``, publishes its own document (see
-:mod:`frontauth.resource`), and the addresses here answer 404 for it.
+``https://mcp.example.com/mcp``, publishes its own document (as
+``examples/mcp_server.py`` does), and the addresses here answer 404 for it.
 """
 
 from __future__ import annotations
