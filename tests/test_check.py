@@ -11,6 +11,7 @@ import typing
 import pytest
 
 from frontauth import check, config, keys, users
+from frontauth.check_files import check_files
 from tests.live_client import start_https_frontauth
 from tests.processes import free_port, run_frontauth, start_frontauth
 from tests.tls_files import TlsFiles, make_tls_files
@@ -238,7 +239,7 @@ def test_missing_sign_key_file_fails(production_paths: dict[str, str], tmp_path:
     missing = str(tmp_path / "signing-key.json")
     environ = production_env(**production_paths, FRONTAUTH_KEYS_SIGN_KEY_FILE=missing)
     del environ["JWT_SIGNING_KEY"]
-    finding = check.check_files(config.load(str(PRODUCTION_EXAMPLE), environ=environ))
+    finding = check_files(config.load(str(PRODUCTION_EXAMPLE), environ=environ))
     assert finding.status == "fail"
     assert finding.reason == f"keys.sign_key_file {missing!r}: not found"
     assert finding.fix == "keys.sign_key_file"
