@@ -253,14 +253,28 @@ def test_sqlite_folder_missing_fails(production_paths: dict[str, str], tmp_path:
     assert f"folder {database.parent} does not exist" in finding.reason
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root opens a file whatever its mode")
-def test_unreadable_file_fails(production_paths: dict[str, str], tmp_path: typing.Any) -> None:
-    locked = tmp_path / "users.toml"
-    locked.write_text("")
-    locked.chmod(0)
+# A write-only sysctl: even root cannot open it for reading, while root opens a mode-000 file.
+WRITE_ONLY_SYSCTL = pathlib.Path("/proc/sys/vm/compact_memory")
+
+
+def unreadable_file(directory: pathlib.Path) -> pathlib.Path:
+    """Return a regular file that this process cannot open for reading."""
+    if os.geteuid() != 0:
+        locked = directory / "users.toml"
+        locked.write_text("")
+        locked.chmod(0)
+        return locked
+    if not WRITE_ONLY_SYSCTL.is_file():
+        pytest.skip(f"running as root without {WRITE_ONLY_SYSCTL}, so no file here is unreadable")
+    return WRITE_ONLY_SYSCTL
+
+
+def test_unreadable_file_fails(production_paths: dict[str, str], tmp_path: pathlib.Path) -> None:
+    locked = unreadable_file(tmp_path)
     finding = audit(**{**production_paths, "FRONTAUTH_LOGIN_USERS_FILE": str(locked)})["files"]
     assert finding.status == "fail"
     assert finding.reason == f"login.users_file {str(locked)!r}: cannot be read (Permission denied)"
+    assert finding.fix == "login.users_file"
 
 
 # --- probes of running servers
