@@ -531,7 +531,7 @@ def test_failed_sign_in_reveals_nothing(visit, frontauth, client_server, client_
     assert messages == ["The user name or password is incorrect."] * 2
 
 
-def test_document_client_shows_host_and_local_mark(visit, frontauth, client_server):
+def test_document_client_host_and_local_mark(visit, frontauth, client_server):
     """A client_id that is a metadata document URL: the page names the document's host and marks the client local."""
     client_id = client_server.document_url(secrets.token_hex(4))
     url, state, verifier = authorize_url(frontauth, client_server, client_id)

@@ -732,7 +732,7 @@ async def test_document_client_on_loopback_marked_local(http):
     ([REDIRECT_URI, "http://localhost:8765/callback", "http://[::1]/callback"], True),
     ([REDIRECT_URI, HTTPS_REDIRECT_URI], False),
 ])
-async def test_registered_client_marked_local_only_when_all_redirects_loopback(http, redirect_uris, local):
+async def test_local_mark_needs_all_redirects_loopback(http, redirect_uris, local):
     client = await register(http, redirect_uris=redirect_uris)
     text, _ = await consent_text(http, client)
     assert (LOCAL_NOTICE in text) is local
