@@ -132,8 +132,9 @@ async def error_middleware(request: web.Request, handler: typing.Callable[..., t
         _log_rejection(request, error)
         return render_error(request, error)
     except (web.RequestPayloadError, HttpProcessingError) as exc:
-        # The client sent a body that cannot be decoded (bad gzip, unsupported
-        # content-encoding, truncated chunks): a client error, not a server fault.
+        # The client sent a body that cannot be read, for example truncated
+        # chunks: a client error, not a server fault. Encoded bodies are
+        # rejected earlier, by frontauth.content_coding.
         error = errors.InvalidRequest("the request body cannot be decoded", detail=type(exc).__name__)
         _log_rejection(request, error)
         return render_error(request, error)
