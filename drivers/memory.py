@@ -113,10 +113,12 @@ class MemoryDriver:
         return WindowState(allowed=True, count=len(times), limit=limit, retry_after=0.0)
 
     async def hit_and_get(
-        self, window_key: str, window: float, limit: int, now: float, key: str
-    ) -> tuple[WindowState, bytes | None]:
+        self, window_key: str, window: float, limit: int, now: float, keys: typing.Sequence[str]
+    ) -> tuple[WindowState, list[bytes | None]]:
         state = await self.hit(window_key, window, limit, now)
-        return state, await self.get(key) if state.allowed else None
+        if not state.allowed:
+            return state, [None] * len(keys)
+        return state, [await self.get(key) for key in keys]
 
     def purge_expired(self, now_wall: float | None = None, max_window: float = 3600.0) -> int:
         """Delete expired keys and empty rate-limit windows; return how many went."""

@@ -3,7 +3,7 @@
 Each operation of :class:`frontauth.storage.Driver` maps to one Redis command
 or one Lua script. Redis itself makes each one atomic. All but hit_and_get
 touch one key, so a cluster routes them by that key alone; the cluster driver
-splits hit_and_get into two commands (see drivers/redis_cluster.py). The
+splits hit_and_get into one command per key (see drivers/redis_cluster.py). The
 versions come from the Redis command reference:
 
 | operation     | Redis command                          | since Redis |
@@ -99,16 +99,21 @@ SLIDING_WINDOW_SCRIPT = WINDOW_HIT_FUNCTION + """
 return hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5])
 """
 
-# KEYS[1] the window key, KEYS[2] the key to read; ARGV[1..4] now, window,
+# KEYS[1] the window key, KEYS[2..] the keys to read; ARGV[1..4] now, window,
 # limit, member. Records the request like SLIDING_WINDOW_SCRIPT with consume
-# "1", then reads KEYS[2] only when the request is allowed. Returns the three
-# values of hit() and the value read, nil when missing or not read.
+# "1", then reads KEYS[2..] only when the request is allowed. Returns the
+# three values of hit() and an array of the values read, each nil when its
+# key is missing or was not read.
 HIT_AND_GET_SCRIPT = WINDOW_HIT_FUNCTION + """
 local state = hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), '1', ARGV[4])
-state[4] = false
-if state[1] == 1 then
-  state[4] = redis.call('GET', KEYS[2])
+local values = {}
+for i = 2, #KEYS do
+  values[i - 1] = false
+  if state[1] == 1 then
+    values[i - 1] = redis.call('GET', KEYS[i])
+  end
 end
+state[4] = values
 return state
 """
 
@@ -328,15 +333,15 @@ class RedisCommands:
         return WindowState(allowed=bool(allowed), count=int(count), limit=limit, retry_after=float(retry_after))
 
     async def hit_and_get(
-        self, window_key: str, window: float, limit: int, now: float, key: str
-    ) -> tuple[WindowState, bytes | None]:
+        self, window_key: str, window: float, limit: int, now: float, keys: typing.Sequence[str]
+    ) -> tuple[WindowState, list[bytes | None]]:
         check_window(window, limit)
         args = [float(now), float(window), int(limit), os.urandom(12).hex()]
-        allowed, count, retry_after, value = await self._call(
-            "hit_and_get", self._hit_and_get_script, keys=[window_key, key], args=args
+        allowed, count, retry_after, values = await self._call(
+            "hit_and_get", self._hit_and_get_script, keys=[window_key, *keys], args=args
         )
         state = WindowState(allowed=bool(allowed), count=int(count), limit=limit, retry_after=float(retry_after))
-        return state, value if state.allowed else None
+        return state, list(values) if state.allowed else [None] * len(keys)
 
     async def ping(self) -> None:
         await self._call("ping", self._client.ping)

@@ -8,8 +8,8 @@ turns on TLS with the files named in ``storage.tls_*``, for the seed nodes and
 for every node found through them.
 
 Every driver operation but hit_and_get touches one key, so it runs on the
-primary that owns the key's slot. hit_and_get sends its two commands at once,
-because its two keys may hash to slots on different primaries. redis-py follows MOVED and ASK redirections itself. After a
+primary that owns the key's slot. hit_and_get sends one command per key at
+once, because its keys may hash to slots on different primaries. redis-py follows MOVED and ASK redirections itself. After a
 connection error, a timeout or CLUSTERDOWN it refreshes the slot map and tries
 again, up to ``storage.retry_attempts`` times. A command outlasts a fail-over
 only when those attempts and their backoff cover the server's
@@ -99,13 +99,15 @@ class RedisClusterDriver(RedisCommands):
             return await method(*args, **kwargs)
 
     async def hit_and_get(
-        self, window_key: str, window: float, limit: int, now: float, key: str
-    ) -> tuple[WindowState, bytes | None]:
+        self, window_key: str, window: float, limit: int, now: float, keys: typing.Sequence[str]
+    ) -> tuple[WindowState, list[bytes | None]]:
         # A script may only touch keys of one slot (CROSSSLOT), so the count
-        # and the read are two commands, sent together. The read runs even
-        # for a request over the limit, whose value is then dropped.
-        state, value = await asyncio.gather(self.hit(window_key, window, limit, now), self.get(key))
-        return state, value if state.allowed else None
+        # and each read are commands of their own, sent together. The reads
+        # run even for a request over the limit, whose values are then dropped.
+        state, *values = await asyncio.gather(
+            self.hit(window_key, window, limit, now), *(self.get(key) for key in keys)
+        )
+        return state, list(values) if state.allowed else [None] * len(keys)
 
 
 def cluster_client(settings: StorageSettings, address: ClusterAddress) -> redis.asyncio.cluster.RedisCluster:

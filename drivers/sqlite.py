@@ -271,14 +271,16 @@ class SqliteDriver:
         return WindowState(allowed=True, count=count, limit=limit, retry_after=0.0)
 
     async def hit_and_get(
-        self, window_key: str, window: float, limit: int, now: float, key: str
-    ) -> tuple[WindowState, bytes | None]:
+        self, window_key: str, window: float, limit: int, now: float, keys: typing.Sequence[str]
+    ) -> tuple[WindowState, list[bytes | None]]:
         if window <= 0 or limit < 1:
             raise ValueError(f"expected window > 0 and limit >= 1, got window={window}, limit={limit}")
 
-        def body(db: sqlite3.Connection) -> tuple[WindowState, bytes | None]:
+        def body(db: sqlite3.Connection) -> tuple[WindowState, list[bytes | None]]:
             state = self._hit(db, window_key, float(window), int(limit), float(now), True)
-            return state, self._get(key) if state.allowed else None
+            if not state.allowed:
+                return state, [None] * len(keys)
+            return state, [self._get(key) for key in keys]
 
         return await self._run("hit_and_get", self._in_transaction, body)
 

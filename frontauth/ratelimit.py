@@ -11,12 +11,13 @@ The middleware applies one rule per endpoint: ``POST /oauth/token``,
 Over the limit it returns 429 with ``Retry-After`` (RFC 6585 §4): JSON on the
 API endpoints, the error page on the browser endpoints.
 
-The authorization and token endpoints read their client first. When the
-request names a client kept in storage, the middleware counts the request and
-reads that client in one storage round trip (``Driver.hit_and_get``), and the
-handler's lookups of the client during that request return the record read
-there (``stores.request_client_memo``). The request is still counted, and
-rejected when over the limit, before its handler runs.
+The authorization and token endpoints start by reading a few records that
+the request names: the client, the browser session, the code or the refresh
+token. The middleware counts the request and reads those records in one
+storage round trip (``Driver.hit_and_get``). The handler's first read of each
+record during that request then returns the value read there
+(``stores.request_read_ahead``). The request is still counted, and rejected
+when over the limit, before its handler runs.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from frontauth.metrics import METRICS
 from frontauth.responses import render_error
 from frontauth.services import Services
 from frontauth.storage import Driver, WindowState
-from frontauth.stores import request_client_memo
+from frontauth.stores import request_read_ahead
 
 logger = logging.getLogger("frontauth.oauth")
 
@@ -61,10 +62,12 @@ ENDPOINT_ROUTES: dict[tuple[str, str], str] = {
 # At most one INFO line per rule in this interval; the other rejections log at DEBUG.
 LOG_INTERVAL = 60.0
 
-# Largest token request body the middleware reads to find the client_id before
-# the handler runs. Token requests are a few hundred bytes. A larger or chunked
-# body is left to the handler, which then reads the client separately.
-CLIENT_HINT_MAX_BODY = 4096
+# Largest token request body the middleware reads to find what to read ahead
+# before the handler runs. Token requests are a few hundred bytes. A larger or
+# chunked body is left to the handler, which then reads its records itself.
+READ_AHEAD_MAX_BODY = 4096
+# Maximum length of a session cookie value that frontauth.browser.load_session looks up.
+MAX_SESSION_COOKIE = 100
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -158,21 +161,24 @@ class RateLimiter:
         self._count(rule, state)
         return state
 
-    async def hit_and_get(self, key: str, rule: str, read_key: str) -> tuple[WindowState, bytes | None]:
-        """Count one request as :meth:`hit` does, and read ``read_key`` in the same storage round trip.
+    async def hit_and_get(
+        self, key: str, rule: str, read_keys: typing.Sequence[str]
+    ) -> tuple[WindowState, list[bytes | None]]:
+        """Count one request as :meth:`hit` does, and read ``read_keys`` in the same storage round trip.
 
-        Returns the window state and the stored value, which is None when the
-        key is missing or the request is over the limit.
+        Returns the window state and the stored values, in order. A value is
+        None when its key is missing, and every value is None when the request
+        is over the limit.
 
         Raises:
             StorageUnavailable: the driver cannot reach its backend.
         """
         limit = self._rule(rule)
-        state, value = await self.driver.hit_and_get(
-            self._storage_key(rule, key), limit.window, limit.max_requests, self.clock(), read_key
+        state, values = await self.driver.hit_and_get(
+            self._storage_key(rule, key), limit.window, limit.max_requests, self.clock(), read_keys
         )
         self._count(rule, state)
-        return state, value
+        return state, values
 
     def _count(self, rule: str, state: WindowState) -> None:
         stats = self._stats[rule]
@@ -252,7 +258,7 @@ def retry_after_seconds(state: WindowState) -> str:
 def first_parameter(text: str, name: str) -> str | None:
     """Return the first value of ``name`` in urlencoded text, None when absent or empty.
 
-    Lenient on purpose: the value only picks which client to read ahead, and
+    Lenient on purpose: the value only picks which records to read ahead, and
     the handler validates the parameters itself.
     """
     prefix = name + "="
@@ -264,37 +270,66 @@ def first_parameter(text: str, name: str) -> str | None:
     return None
 
 
-async def client_id_hint(request: web.Request, endpoint: str) -> str | None:
-    """Return the client_id the handler will look up first, when it can be found cheaply.
+async def small_form(request: web.Request) -> str | None:
+    """Return the body of a form request of at most READ_AHEAD_MAX_BODY bytes with a declared length.
 
-    Authorization requests carry it in the query. Token requests carry it in
-    HTTP Basic credentials or in the form body. The body is read here only
-    when it is a small form with a declared length. aiohttp keeps the bytes
-    read, so the handler does not read the body again.
+    aiohttp keeps the bytes read, so the handler does not read the body again.
     """
-    if endpoint == "authorize":
-        return first_parameter(request.rel_url.raw_query_string, "client_id")
-    if endpoint != "token":
-        return None
-    from_header = basic_client_id(request.headers.get("Authorization"))
-    if from_header:
-        return from_header
     length = request.content_length
-    if request.content_type != FORM_CONTENT_TYPE or length is None or length > CLIENT_HINT_MAX_BODY:
+    if request.content_type != FORM_CONTENT_TYPE or length is None or length > READ_AHEAD_MAX_BODY:
         return None
-    return first_parameter((await request.read()).decode("utf-8", "replace"), "client_id")
+    return (await request.read()).decode("utf-8", "replace")
+
+
+async def read_ahead_keys(request: web.Request, endpoint: str, services: Services) -> list[str]:
+    """Return the storage keys of the records the handler reads first, as far as the request names them.
+
+    Authorization requests: the client (query ``client_id``) and the browser
+    session (its cookie). Token requests: the client (HTTP Basic credentials
+    or form ``client_id``) and the code or refresh token of the grant.
+    """
+    stores = services.stores
+    keys: list[str] = []
+    if endpoint == "authorize":
+        client_id = first_parameter(request.rel_url.raw_query_string, "client_id")
+        if client_id and services.clients.is_stored(client_id):
+            keys.append(stores.client_key(client_id))
+        session_id = request.cookies.get(services.settings.session.cookie_name)
+        if session_id and len(session_id) <= MAX_SESSION_COOKIE:
+            keys.append(stores.session_key(session_id))
+        return keys
+    if endpoint != "token":
+        return keys
+    form = await small_form(request)
+    client_id = basic_client_id(request.headers.get("Authorization"))
+    if not client_id and form is not None:
+        client_id = first_parameter(form, "client_id")
+    if client_id and services.clients.is_stored(client_id):
+        keys.append(stores.client_key(client_id))
+    if form is None:
+        return keys
+    grant_type = first_parameter(form, "grant_type")
+    if grant_type == "authorization_code":
+        code = first_parameter(form, "code")
+        if code:
+            keys.append(stores.code_key(code))
+    elif grant_type == "refresh_token":
+        token = first_parameter(form, "refresh_token")
+        if token:
+            keys.append(stores.refresh_key(token))
+    return keys
 
 
 async def count_request(
     request: web.Request, limiter: RateLimiter, services: Services, endpoint: str, address: str
 ) -> WindowState:
-    """Count the request against its endpoint's rule, reading its stored client in the same round trip."""
-    client_id = await client_id_hint(request, endpoint)
-    if client_id is None or not services.clients.is_stored(client_id):
+    """Count the request against its endpoint's rule, reading ahead the records it names in the same round trip."""
+    keys = await read_ahead_keys(request, endpoint, services)
+    if not keys:
         return await limiter.hit(address, endpoint)
-    state, raw = await limiter.hit_and_get(address, endpoint, services.stores.client_key(client_id))
+    state, values = await limiter.hit_and_get(address, endpoint, keys)
     if state.allowed:
-        services.stores.remember_client(client_id, raw)
+        services.stores.keep_read_ahead(keys, values)
     return state
 
 
@@ -314,7 +349,7 @@ async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.St
         return await handler(request)
     services = request.app[SERVICES]
     address = client_address(request, services.settings.server.trust_proxy)
-    with request_client_memo():
+    with request_read_ahead():
         state = await count_request(request, limiter, services, endpoint, address)
         if state.allowed:
             return await handler(request)

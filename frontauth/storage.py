@@ -5,9 +5,9 @@ this module. Each store builds its keys, serializes its records and picks its TT
 then calls one :class:`Driver`. A driver has no OAuth logic: it stores
 bytes under string keys. Every driver operation but ``hit_and_get`` touches
 exactly one key, so the same stores run unchanged on a Redis Cluster.
-``hit_and_get`` counts a request in one key and reads another; its count is
-atomic on its own, and the read needs no atomicity, so a cluster may serve the
-two keys from different nodes.
+``hit_and_get`` counts a request in one key and reads others. Its count is
+atomic on its own and the reads need no atomicity, so a cluster may serve the
+keys from different nodes.
 
 Record lifecycles and their invariants:
 
@@ -115,14 +115,15 @@ class Driver(typing.Protocol):
         """
 
     async def hit_and_get(
-        self, window_key: str, window: float, limit: int, now: float, key: str
-    ) -> tuple[WindowState, bytes | None]:
-        """Count one request as ``hit`` does, and read ``key`` in the same round trip where the backend allows.
+        self, window_key: str, window: float, limit: int, now: float, keys: typing.Sequence[str]
+    ) -> tuple[WindowState, list[bytes | None]]:
+        """Count one request as ``hit`` does, and read ``keys`` in the same round trip where the backend allows.
 
-        Returns the window state and the value under ``key``. The value is
-        None when the key is missing and whenever the request is not allowed.
-        The read is not atomic with the count: it sees the key as it is at
-        about the same time, as a ``get`` right after ``hit`` would.
+        Returns the window state and the values under ``keys``, in order. A
+        value is None when its key is missing, and every value is None when
+        the request is not allowed. The reads are not atomic with the count:
+        they see the keys as they are at about the same time, as a ``get``
+        right after ``hit`` would.
         """
 
     async def ping(self) -> None:

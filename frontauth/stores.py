@@ -4,6 +4,11 @@ Each store owns its key names, record format and TTL; the driver only moves
 bytes. Codes, refresh tokens and sessions are stored under the SHA-256 digest
 of the credential. Session records are encrypted (frontauth.encryption).
 
+Inside ``request_read_ahead()``, values that the rate limiter read with its
+count (``keep_read_ahead``) serve the first read of their key, so a request
+reads its client, session, code or refresh token without a round trip of its
+own.
+
 Lifecycles (see frontauth.storage for the atomic operations they rely on):
 
 =================  ==========================  ===================================
@@ -74,26 +79,27 @@ def _load(cls: type[R], raw: bytes | None) -> R | None:
     return cls(**data)
 
 
-# Client records read during the current request, by client_id; None marks a
-# client_id that was looked up and not found. Set by request_client_memo().
-_REQUEST_CLIENTS: contextvars.ContextVar[dict[str, ClientRecord | None] | None] = contextvars.ContextVar(
-    "frontauth_request_clients", default=None
+# Values read ahead for the current request, by storage key (None: missing).
+# Set by request_read_ahead() and filled by Stores.keep_read_ahead().
+_READ_AHEAD: contextvars.ContextVar[dict[str, bytes | None] | None] = contextvars.ContextVar(
+    "frontauth_read_ahead", default=None
 )
 
 
 @contextlib.contextmanager
-def request_client_memo() -> typing.Iterator[None]:
-    """Serve repeated client lookups inside the block from the first read of each client.
+def request_read_ahead() -> typing.Iterator[None]:
+    """Let the first read of each key kept with Stores.keep_read_ahead() inside the block use the kept value.
 
-    Wrap one request in it, never more: a client that RFC 7592 updates or
-    deletes must take effect on the next request, on every instance. Writes
-    through this Stores drop the written client from the memo.
+    Wrap one request in it, never more: the kept values were read at the
+    start of that request, and a client that RFC 7592 updates or deletes must
+    take effect on the next request, on every instance. Each kept value
+    serves one read. Writes through Stores to a kept key drop its value.
     """
-    token = _REQUEST_CLIENTS.set({})
+    token = _READ_AHEAD.set({})
     try:
         yield
     finally:
-        _REQUEST_CLIENTS.reset(token)
+        _READ_AHEAD.reset(token)
 
 
 @attrs.frozen
@@ -213,6 +219,25 @@ class Stores:
     def key(self, kind: str, ident: str) -> str:
         return f"{self._prefix}{kind}:{ident}"
 
+    # reads ahead ---------------------------------------------------------------
+
+    def keep_read_ahead(self, keys: typing.Sequence[str], values: typing.Sequence[bytes | None]) -> None:
+        """Keep values read with ``Driver.hit_and_get`` for the first read of each key in this request."""
+        read_ahead = _READ_AHEAD.get()
+        if read_ahead is not None:
+            read_ahead.update(zip(keys, values))
+
+    async def _read(self, key: str) -> bytes | None:
+        read_ahead = _READ_AHEAD.get()
+        if read_ahead is not None and key in read_ahead:
+            return read_ahead.pop(key)
+        return await self.driver.get(key)
+
+    def _forget(self, key: str) -> None:
+        read_ahead = _READ_AHEAD.get()
+        if read_ahead is not None:
+            read_ahead.pop(key, None)
+
     # pending authorizations -------------------------------------------------
 
     async def put_pending(self, pending_id: str, record: PendingAuthorization, ttl: int) -> None:
@@ -228,12 +253,17 @@ class Stores:
 
     # authorization codes ----------------------------------------------------
 
+    def code_key(self, code: str) -> str:
+        return self.key("code", digest(code))
+
     async def put_code(self, code: str, record: CodeRecord, ttl: int) -> None:
-        await self.driver.set(self.key("code", digest(code)), _dump(record), ttl)
+        key = self.code_key(code)
+        self._forget(key)
+        await self.driver.set(key, _dump(record), ttl)
 
     async def get_code(self, code: str) -> CodeRecord | None:
         """Return the code record; None when unknown or expired, ``consumed`` set after redemption."""
-        return _load(CodeRecord, await self.driver.get(self.key("code", digest(code))))
+        return _load(CodeRecord, await self._read(self.code_key(code)))
 
     async def consume_code(self, code: str, record: CodeRecord) -> CodeRecord | None:
         """Mark the code consumed and return the record as it was just before.
@@ -242,16 +272,23 @@ class Stores:
         exactly one gets a record with ``consumed`` False: only that one may
         issue tokens (the swap is atomic in every driver).
         """
-        before = await self.driver.swap(self.key("code", digest(code)), _dump(attrs.evolve(record, consumed=True)))
+        key = self.code_key(code)
+        self._forget(key)
+        before = await self.driver.swap(key, _dump(attrs.evolve(record, consumed=True)))
         return _load(CodeRecord, before)
 
     # refresh tokens and families --------------------------------------------
 
+    def refresh_key(self, token: str) -> str:
+        return self.key("refresh", digest(token))
+
     async def put_refresh(self, token: str, record: RefreshRecord, ttl: int) -> None:
-        await self.driver.set(self.key("refresh", digest(token)), _dump(record), ttl)
+        key = self.refresh_key(token)
+        self._forget(key)
+        await self.driver.set(key, _dump(record), ttl)
 
     async def get_refresh(self, token: str) -> RefreshRecord | None:
-        return _load(RefreshRecord, await self.driver.get(self.key("refresh", digest(token))))
+        return _load(RefreshRecord, await self._read(self.refresh_key(token)))
 
     async def rotate_refresh(self, token: str, record: RefreshRecord) -> RefreshRecord | None:
         """Mark the refresh token rotated; return the record as it was before.
@@ -259,9 +296,9 @@ class Stores:
         Returns None when the token is gone. A returned record with
         ``rotated`` True means another request rotated it first: reuse.
         """
-        before = await self.driver.swap(
-            self.key("refresh", digest(token)), _dump(attrs.evolve(record, rotated=True))
-        )
+        key = self.refresh_key(token)
+        self._forget(key)
+        before = await self.driver.swap(key, _dump(attrs.evolve(record, rotated=True)))
         return _load(RefreshRecord, before)
 
     async def claim_rotation(self, token: str, successor: bytes, ttl: float) -> bool:
@@ -281,7 +318,9 @@ class Stores:
         return self._open(key, await self.driver.get(key))
 
     async def delete_refresh(self, token: str) -> None:
-        await self.driver.delete(self.key("refresh", digest(token)))
+        key = self.refresh_key(token)
+        self._forget(key)
+        await self.driver.delete(key)
 
     async def family_revoked(self, family_id: str) -> bool:
         """True when the family was revoked (code replay, refresh reuse or RFC 7009)."""
@@ -320,16 +359,22 @@ class Stores:
             )
         return plain
 
+    def session_key(self, session_id: str) -> str:
+        return self.key("session", digest(session_id))
+
     async def put_session(self, session_id: str, record: SessionRecord, ttl: int) -> None:
-        key = self.key("session", digest(session_id))
+        key = self.session_key(session_id)
+        self._forget(key)
         await self.driver.set(key, self._cipher.seal(_dump(record), key.encode()), ttl)
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
-        key = self.key("session", digest(session_id))
-        return _load(SessionRecord, self._open(key, await self.driver.get(key)))
+        key = self.session_key(session_id)
+        return _load(SessionRecord, self._open(key, await self._read(key)))
 
     async def delete_session(self, session_id: str) -> None:
-        await self.driver.delete(self.key("session", digest(session_id)))
+        key = self.session_key(session_id)
+        self._forget(key)
+        await self.driver.delete(key)
 
     # consents ---------------------------------------------------------------
 
@@ -350,45 +395,32 @@ class Stores:
     def client_key(self, client_id: str) -> str:
         return self.key("client", client_id)
 
-    def remember_client(self, client_id: str, raw: bytes | None) -> ClientRecord | None:
-        """Decode a client record read elsewhere (``Driver.hit_and_get``) and keep it in the request's memo."""
-        record = _load(ClientRecord, raw)
-        memo = _REQUEST_CLIENTS.get()
-        if memo is not None:
-            memo[client_id] = record
-        return record
-
-    def _forget_client(self, client_id: str) -> None:
-        memo = _REQUEST_CLIENTS.get()
-        if memo is not None:
-            memo.pop(client_id, None)
-
     async def get_client(self, client_id: str) -> ClientRecord | None:
-        """Return the stored client; inside request_client_memo(), each client is read once."""
-        memo = _REQUEST_CLIENTS.get()
-        if memo is not None and client_id in memo:
-            return memo[client_id]
-        return self.remember_client(client_id, await self.driver.get(self.client_key(client_id)))
+        return _load(ClientRecord, await self._read(self.client_key(client_id)))
 
     async def create_client(self, record: ClientRecord, ttl: float | None = None) -> bool:
         """Store a new client, expiring after ``ttl`` seconds unless None; False when the client_id is taken."""
-        self._forget_client(record.client_id)
-        return await self.driver.set_if_absent(self.client_key(record.client_id), _dump(record), ttl)
+        key = self.client_key(record.client_id)
+        self._forget(key)
+        return await self.driver.set_if_absent(key, _dump(record), ttl)
 
     async def replace_client(self, record: ClientRecord) -> bool:
         """Replace a stored client, keeping its remaining TTL; False when it no longer exists."""
-        self._forget_client(record.client_id)
-        return await self.driver.swap(self.client_key(record.client_id), _dump(record)) is not None
+        key = self.client_key(record.client_id)
+        self._forget(key)
+        return await self.driver.swap(key, _dump(record)) is not None
 
     async def keep_client(self, record: ClientRecord) -> None:
         """Store the client as used and without expiry, so it outlives the unused-registration TTL."""
-        self._forget_client(record.client_id)
-        await self.driver.set(self.client_key(record.client_id), _dump(attrs.evolve(record, used=True)), None)
+        key = self.client_key(record.client_id)
+        self._forget(key)
+        await self.driver.set(key, _dump(attrs.evolve(record, used=True)), None)
 
     async def delete_client(self, client_id: str) -> bool:
         """Delete a stored client; False when it did not exist."""
-        self._forget_client(client_id)
-        return await self.driver.delete(self.client_key(client_id))
+        key = self.client_key(client_id)
+        self._forget(key)
+        return await self.driver.delete(key)
 
     # remote mode: upstream state and the vault (encrypted) ---------------------
 

@@ -329,42 +329,57 @@ async def test_hit_keys_are_independent(case: DriverCase) -> None:
     assert await case.driver.hit(second, window=60, limit=1, now=1000.0) == WindowState(True, 1, 1, 0.0)
 
 
-# --- hit_and_get: one count and one read
+# --- hit_and_get: one count and some reads
 
 
-async def test_hit_and_get_returns_value_while_allowed(case: DriverCase) -> None:
-    """Each allowed request is counted like hit and gets the value. Over the limit it gets no value."""
-    window, key = case.key("rate"), case.key("client")
-    await case.driver.set(key, b"client-record", ttl=60)
-    results = [await case.driver.hit_and_get(window, window=60, limit=2, now=1000.0, key=key) for _ in range(3)]
-    assert results[0] == (WindowState(True, 1, 2, 0.0), b"client-record")
-    assert results[1] == (WindowState(True, 2, 2, 0.0), b"client-record")
-    assert results[2] == (WindowState(False, 2, 2, 60.0), None)
+async def test_hit_and_get_returns_values_while_allowed(case: DriverCase) -> None:
+    """Each allowed request is counted like hit and gets the values in key order. Over the limit it gets none."""
+    window, client, session = case.key("rate"), case.key("client"), case.key("session")
+    await case.driver.set(client, b"client-record", ttl=60)
+    await case.driver.set(session, b"session-record", ttl=60)
+    keys = [client, session]
+    results = [await case.driver.hit_and_get(window, window=60, limit=2, now=1000.0, keys=keys) for _ in range(3)]
+    assert results[0] == (WindowState(True, 1, 2, 0.0), [b"client-record", b"session-record"])
+    assert results[1] == (WindowState(True, 2, 2, 0.0), [b"client-record", b"session-record"])
+    assert results[2] == (WindowState(False, 2, 2, 60.0), [None, None])
 
 
 async def test_hit_and_get_missing_key_returns_none(case: DriverCase) -> None:
-    """A missing or expired key reads as None, and the request is still counted."""
-    window, key = case.key("rate"), case.key("client")
-    assert await case.driver.hit_and_get(window, window=60, limit=5, now=1000.0, key=key) == (
-        WindowState(True, 1, 5, 0.0),
-        None,
-    )
-    await case.driver.set(key, b"short-lived", ttl=0.2)
+    """A missing or expired key reads as None, the other keys still read, and the request is counted."""
+    window, present, missing = case.key("rate"), case.key("present"), case.key("missing")
+    await case.driver.set(present, b"stored", ttl=60)
+    state, values = await case.driver.hit_and_get(window, window=60, limit=5, now=1000.0, keys=[missing, present])
+    assert state == WindowState(True, 1, 5, 0.0)
+    assert values == [None, b"stored"]
+    await case.driver.set(missing, b"short-lived", ttl=0.2)
     await case.advance(0.3)
-    state, value = await case.driver.hit_and_get(window, window=60, limit=5, now=1000.0, key=key)
-    assert value is None
+    state, values = await case.driver.hit_and_get(window, window=60, limit=5, now=1000.0, keys=[missing])
+    assert values == [None]
     assert state.count == 2
+
+
+async def test_hit_and_get_without_keys_counts_only(case: DriverCase) -> None:
+    """With no key to read, hit_and_get is a hit that returns an empty list."""
+    window = case.key("rate")
+    assert await case.driver.hit_and_get(window, window=60, limit=1, now=1000.0, keys=[]) == (
+        WindowState(True, 1, 1, 0.0),
+        [],
+    )
+    assert await case.driver.hit_and_get(window, window=60, limit=1, now=1000.0, keys=[]) == (
+        WindowState(False, 1, 1, 60.0),
+        [],
+    )
 
 
 async def test_hit_and_get_shares_the_window_with_hit(case: DriverCase) -> None:
     """hit and hit_and_get count in one window, and a rejection is not recorded."""
-    window, key = case.key("rate"), case.key("client")
+    window, keys = case.key("rate"), [case.key("client")]
     assert (await case.driver.hit(window, window=10, limit=2, now=100.0)).allowed
-    assert (await case.driver.hit_and_get(window, window=10, limit=2, now=101.0, key=key))[0] == WindowState(
+    assert (await case.driver.hit_and_get(window, window=10, limit=2, now=101.0, keys=keys))[0] == WindowState(
         True, 2, 2, 0.0
     )
     assert await case.driver.hit(window, window=10, limit=2, now=102.0) == WindowState(False, 2, 2, 8.0)
-    assert (await case.driver.hit_and_get(window, window=10, limit=2, now=103.0, key=key))[0] == WindowState(
+    assert (await case.driver.hit_and_get(window, window=10, limit=2, now=103.0, keys=keys))[0] == WindowState(
         False, 2, 2, 7.0
     )
     # At 110 the request of 100 has left, and the rejected ones of 102 and 103 never entered.
@@ -374,7 +389,7 @@ async def test_hit_and_get_shares_the_window_with_hit(case: DriverCase) -> None:
 async def test_hit_and_get_rejects_invalid_rule(case: DriverCase) -> None:
     """A window of 0 s or a limit of 0 is a programming error, as for hit."""
     with pytest.raises(ValueError, match="expected window > 0 and limit >= 1"):
-        await case.driver.hit_and_get(case.key("rate"), window=0, limit=1, now=1000.0, key=case.key("client"))
+        await case.driver.hit_and_get(case.key("rate"), window=0, limit=1, now=1000.0, keys=[case.key("client")])
 
 
 async def test_concurrent_hit_and_get_lets_exactly_limit_through(case: DriverCase) -> None:
@@ -382,10 +397,13 @@ async def test_concurrent_hit_and_get_lets_exactly_limit_through(case: DriverCas
     window, key = case.key("rate"), case.key("client")
     await case.driver.set(key, b"client-record", ttl=60)
     results = await asyncio.gather(
-        *(case.driver.hit_and_get(window, window=60, limit=40, now=1000.0, key=key) for _ in range(CONCURRENT_CALLS))
+        *(
+            case.driver.hit_and_get(window, window=60, limit=40, now=1000.0, keys=[key])
+            for _ in range(CONCURRENT_CALLS)
+        )
     )
     assert sum(state.allowed for state, _ in results) == 40
-    assert all(value == (b"client-record" if state.allowed else None) for state, value in results)
+    assert all(values == ([b"client-record"] if state.allowed else [None]) for state, values in results)
 
 
 # --- ping and concurrency

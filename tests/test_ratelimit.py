@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import typing
 import uuid
 
 import aiohttp
+import attrs
 import pytest
 
 from frontauth import config
 from frontauth.app import create_app
+from frontauth.appkeys import SERVICES
 from frontauth.config import StorageSettings
 from frontauth.drivers import open_driver
 from frontauth.drivers.memory import MemoryDriver
+from frontauth.encryption import RecordCipher
 from frontauth.ratelimit import RateLimiter, Rule
 from frontauth.storage import Driver
-from tests.oauth_flow import Client, authorize_params, new_pkce
+from frontauth.stores import ClientRecord, Stores, request_read_ahead
+from frontauth.tokens import digest
+from tests.oauth_flow import Client, authorize_params, exchange, get_code, new_pkce, refresh
 from tests.redis_servers import HOST, PASSWORD
 
 DRIVER_CASES = ["memory", "redis", "rediss+cluster"]
@@ -118,8 +124,8 @@ async def test_two_instances_share_the_budget_with_reads(drivers: tuple[Driver, 
     allowed = 0
     for i in range(BURST):
         if i % 2 == 0:
-            state, value = await first.hit_and_get("192.0.2.8", "token", read_key)
-            assert value == (b"client-record" if state.allowed else None)
+            state, values = await first.hit_and_get("192.0.2.8", "token", [read_key])
+            assert values == ([b"client-record"] if state.allowed else [None])
         else:
             state = await second.hit("192.0.2.8", "token")
         allowed += state.allowed
@@ -201,12 +207,15 @@ async def app_client(aiohttp_client: typing.Any, make_settings: typing.Callable[
     return start
 
 
+READ_AHEAD_KINDS = (":client:", ":session:", ":code:", ":refresh:")
+
+
 class RecordingDriver:
-    """A memory driver that records the name and first key of every async operation."""
+    """A memory driver that records every async operation with its arguments."""
 
     def __init__(self) -> None:
         self.inner = MemoryDriver(cleanup_interval=0)
-        self.calls: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, tuple[typing.Any, ...], dict[str, typing.Any]]] = []
 
     def __getattr__(self, name: str) -> typing.Any:
         attribute = getattr(self.inner, name)
@@ -214,14 +223,23 @@ class RecordingDriver:
             return attribute
 
         async def recorded(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
-            self.calls.append((name, str(args[0]) if args else ""))
+            self.calls.append((name, args, kwargs))
             return await attribute(*args, **kwargs)
 
         return recorded
 
-    def client_reads(self) -> list[str]:
-        """Return the operations that read a stored client, other than through hit_and_get."""
-        return [name for name, key in self.calls if ":client:" in key and name == "get"]
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.calls]
+
+    def read_ahead_keys(self) -> list[str]:
+        """Return the keys the first hit_and_get read."""
+        name, args, kwargs = self.calls[0]
+        assert name == "hit_and_get"
+        return list(kwargs.get("keys", args[4] if len(args) > 4 else []))
+
+    def separate_reads(self) -> list[str]:
+        """Return the keys of client, session, code and refresh records read with a get of their own."""
+        return [args[0] for name, args, _ in self.calls if name == "get" and any(k in args[0] for k in READ_AHEAD_KINDS)]
 
 
 @pytest.fixture
@@ -234,28 +252,68 @@ async def recorded_app(aiohttp_client: typing.Any, make_settings: typing.Callabl
     return start
 
 
-async def registered_client_id(http: typing.Any) -> str:
+async def registered_client(http: typing.Any) -> Client:
     response = await http.post(
         "/oauth/register",
         json={"redirect_uris": ["http://127.0.0.1:33418/callback"], "token_endpoint_auth_method": "none"},
     )
     assert response.status == 201, await response.text()
-    return str((await response.json())["client_id"])
+    return Client(str((await response.json())["client_id"]), None, "http://127.0.0.1:33418/callback")
 
 
-async def test_token_request_reads_client_with_count(recorded_app: typing.Any) -> None:
-    """The token endpoint counts the request and reads its client in one operation, and reads it no more."""
+def stored_key(http: typing.Any, kind: str, ident: str) -> str:
+    stores = http.app[SERVICES].stores
+    return stores.key(kind, ident)
+
+
+async def test_code_exchange_reads_ahead_with_count(recorded_app: typing.Any) -> None:
+    """A code exchange counts the request and reads its client and code in one operation, and reads them no more."""
     http, driver = await recorded_app()
-    client_id = await registered_client_id(http)
+    client = await registered_client(http)
+    code, verifier, _ = await get_code(http, client)
     driver.calls.clear()
-    response = await http.post(
-        "/oauth/token", data={"grant_type": "authorization_code", "code": "unknown", "client_id": client_id}
-    )
-    assert response.status == 400
-    assert (await response.json())["error"] == "invalid_grant"
-    assert driver.calls[0][0] == "hit_and_get"
-    assert [name for name, _ in driver.calls].count("hit") == 0
-    assert driver.client_reads() == []
+    response = await exchange(http, client, code, verifier)
+    assert response.status == 200, await response.text()
+    assert driver.read_ahead_keys() == [
+        stored_key(http, "client", client.client_id),
+        stored_key(http, "code", digest(code)),
+    ]
+    assert driver.names().count("hit") == 0
+    assert driver.separate_reads() == []
+
+
+async def test_refresh_reads_ahead_with_count(recorded_app: typing.Any) -> None:
+    """A refresh grant reads its client and refresh token with the count."""
+    http, driver = await recorded_app()
+    client = await registered_client(http)
+    code, verifier, _ = await get_code(http, client)
+    tokens = await (await exchange(http, client, code, verifier)).json()
+    driver.calls.clear()
+    response = await refresh(http, client, tokens["refresh_token"])
+    assert response.status == 200, await response.text()
+    assert driver.read_ahead_keys() == [
+        stored_key(http, "client", client.client_id),
+        stored_key(http, "refresh", digest(tokens["refresh_token"])),
+    ]
+    assert driver.separate_reads() == []
+
+
+async def test_authorize_reads_ahead_client_and_session(recorded_app: typing.Any) -> None:
+    """A signed-in authorization request reads its client and session with the count."""
+    http, driver = await recorded_app()
+    client = await registered_client(http)
+    await get_code(http, client)
+    session_id = next(cookie.value for cookie in http.session.cookie_jar if cookie.key == "frontauth_session")
+    driver.calls.clear()
+    _, challenge = new_pkce()
+    response = await http.get("/oauth/authorize", params=authorize_params(client, challenge), allow_redirects=False)
+    assert response.status == 302
+    assert "code=" in response.headers["Location"]
+    assert driver.read_ahead_keys() == [
+        stored_key(http, "client", client.client_id),
+        stored_key(http, "session", digest(session_id)),
+    ]
+    assert driver.separate_reads() == []
 
 
 async def test_basic_credentials_name_the_client_read(recorded_app: typing.Any) -> None:
@@ -271,43 +329,56 @@ async def test_basic_credentials_name_the_client_read(recorded_app: typing.Any) 
     response = await http.post("/oauth/token", data={"grant_type": "authorization_code", "code": "x"}, headers=headers)
     assert response.status == 400
     assert (await response.json())["error"] == "invalid_grant"
-    assert driver.calls[0][0] == "hit_and_get"
-    assert driver.client_reads() == []
+    assert driver.read_ahead_keys() == [stored_key(http, "client", body["client_id"]), stored_key(http, "code", digest("x"))]
+    assert driver.separate_reads() == []
 
 
-async def test_authorize_reads_client_with_count(recorded_app: typing.Any) -> None:
-    """The authorization endpoint gets its client from the count's read."""
-    http, driver = await recorded_app()
-    client_id = await registered_client_id(http)
-    driver.calls.clear()
-    _, challenge = new_pkce()
-    params = authorize_params(Client(client_id, None, "http://127.0.0.1:33418/callback"), challenge)
-    response = await http.get("/oauth/authorize", params=params, allow_redirects=False)
-    assert response.status == 302
-    assert driver.calls[0][0] == "hit_and_get"
-    assert driver.client_reads() == []
-
-
-async def test_unknown_or_configured_client_counts_with_plain_hit(recorded_app: typing.Any) -> None:
-    """Without a stored client to read, the count is a plain hit, and an unknown client still gets invalid_client."""
+async def test_request_naming_nothing_stored_counts_with_hit(recorded_app: typing.Any) -> None:
+    """A configured client is not read from storage, and a request that names no record is a plain hit."""
     http, driver = await recorded_app(
         '[[clients]]\nclient_id = "configured"\nredirect_uris = ["http://127.0.0.1:33418/callback"]\n'
     )
     response = await http.post("/oauth/token", data={"grant_type": "authorization_code", "code": "x", "client_id": "configured"})
     assert response.status == 400
-    assert driver.calls[0][0] == "hit"
+    assert driver.read_ahead_keys() == [stored_key(http, "code", digest("x"))]
     driver.calls.clear()
+    response = await http.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": "configured"})
+    assert response.status == 400
+    assert driver.calls[0][0] == "hit"
+
+
+async def test_unknown_client_still_invalid_client(recorded_app: typing.Any) -> None:
+    """A client_id read ahead and not found gets invalid_client, as without reading ahead."""
+    http, driver = await recorded_app()
     response = await http.post("/oauth/token", data={"grant_type": "authorization_code", "code": "x", "client_id": "unknown"})
     assert response.status == 401
     assert (await response.json())["error"] == "invalid_client"
-    assert driver.calls[0][0] == "hit_and_get"
+    assert driver.read_ahead_keys()[0] == stored_key(http, "client", "unknown")
+
+
+async def test_read_ahead_value_serves_one_read() -> None:
+    """A kept value serves the first read only, and a write through Stores drops it."""
+    driver = MemoryDriver(cleanup_interval=0)
+    stores = Stores(driver, "test:", RecordCipher("test-secret", None))
+    record = ClientRecord(client_id="kept", redirect_uris=["http://127.0.0.1:33418/callback"])
+    key = stores.client_key("kept")
+    with request_read_ahead():
+        stores.keep_read_ahead([key], [json.dumps(attrs.asdict(record)).encode()])
+        assert await stores.get_client("kept") == record
+        # The key is not in storage, so a second read finds nothing.
+        assert await stores.get_client("kept") is None
+        stores.keep_read_ahead([key], [json.dumps(attrs.asdict(record)).encode()])
+        assert await stores.delete_client("kept") is False
+        assert await stores.get_client("kept") is None
+    stores.keep_read_ahead([key], [b"outside a request"])
+    assert await stores.get_client("kept") is None
 
 
 async def test_token_burst_with_client_lets_exactly_limit_through(recorded_app: typing.Any) -> None:
-    """150 token requests naming a stored client: 100 reach the endpoint, 50 get 429."""
+    """150 token requests naming a stored client and a code: 100 reach the endpoint, 50 get 429."""
     http, _ = await recorded_app()
-    client_id = await registered_client_id(http)
-    form = {"grant_type": "authorization_code", "code": "unknown", "client_id": client_id}
+    client = await registered_client(http)
+    form = {"grant_type": "authorization_code", "code": "unknown", "client_id": client.client_id}
     statuses = [(await http.post("/oauth/token", data=form)).status for _ in range(BURST)]
     assert statuses[:LIMIT] == [400] * LIMIT
     assert statuses[LIMIT:] == [429] * (BURST - LIMIT)

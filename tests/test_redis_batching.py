@@ -90,16 +90,16 @@ async def test_flushed_scripts_are_loaded_again(driver: Driver, redis_plain: Red
         client.script_flush()
     results = await asyncio.gather(
         driver.hit(window, window=60, limit=4, now=1000.0),
-        driver.hit_and_get(window, window=60, limit=4, now=1000.0, key=value_key),
+        driver.hit_and_get(window, window=60, limit=4, now=1000.0, keys=[value_key]),
         driver.hit(window, window=60, limit=4, now=1000.0),
-        driver.hit_and_get(window, window=60, limit=4, now=1000.0, key=value_key),
+        driver.hit_and_get(window, window=60, limit=4, now=1000.0, keys=[value_key]),
     )
     states = [result if isinstance(result, WindowState) else result[0] for result in results]
     assert sum(state.allowed for state in states) == 3
     assert max(state.count for state in states) == 4
     for result in results[1::2]:
         assert isinstance(result, tuple)
-        assert result[1] == (b"stored" if result[0].allowed else None)
+        assert result[1] == ([b"stored"] if result[0].allowed else [None])
 
 
 async def test_cancelled_caller_leaves_others_served(driver: Driver) -> None:
