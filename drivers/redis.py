@@ -46,6 +46,10 @@ if typing.TYPE_CHECKING:
 T = typing.TypeVar("T")
 # Maximum number of commands in one pipeline; a queue that reaches it is sent at once.
 MAX_BATCH = 128
+# Client methods that RedisCommands calls with one key, by the Redis command they send.
+SINGLE_KEY_COMMANDS = {"get": "GET", "getdel": "GETDEL", "delete": "DEL", "pttl": "PTTL", "ping": "PING"}
+# Keyword arguments of the client's set() that QueuedCommand.wire_arguments translates.
+SET_OPTIONS = frozenset({"px", "nx", "xx", "keepttl", "get"})
 
 
 @attrs.frozen
@@ -94,12 +98,25 @@ class QueuedCommand:
     kwargs: dict[str, typing.Any]
     result: asyncio.Future[typing.Any]
 
-    def add_to(self, pipeline: typing.Any) -> None:
+    def wire_arguments(self) -> tuple[typing.Any, ...] | None:
+        """Return the command as Redis receives it, or None for a call this module does not translate.
+
+        The replies of these commands need no redis-py response callback:
+        the driver reads the raw reply (bytes, an integer, b"OK" or nil).
+        """
         if isinstance(self.method, redis.commands.core.AsyncScript):
             keys, script_args = self.kwargs["keys"], self.kwargs["args"]
-            pipeline.evalsha(self.method.sha, len(keys), *keys, *script_args)
-        else:
-            getattr(pipeline, self.method.__name__)(*self.args, **self.kwargs)
+            return ("EVALSHA", self.method.sha, len(keys), *keys, *script_args)
+        name = getattr(self.method, "__name__", "")
+        if name in SINGLE_KEY_COMMANDS and not self.kwargs:
+            return (SINGLE_KEY_COMMANDS[name], *self.args)
+        if name == "set" and len(self.args) == 2 and set(self.kwargs) <= SET_OPTIONS:
+            arguments: list[typing.Any] = ["SET", *self.args]
+            if self.kwargs.get("px") is not None:
+                arguments += ["PX", self.kwargs["px"]]
+            arguments += [flag.upper() for flag in ("nx", "xx", "keepttl", "get") if self.kwargs.get(flag)]
+            return tuple(arguments)
+        return None
 
     async def run_alone(self) -> None:
         """Run the command by itself, as the client would without batching, and settle its future."""
@@ -125,6 +142,7 @@ class CommandBatcher:
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self._client = client
+        self._pool = client.connection_pool
         self._queue: list[QueuedCommand] = []
         self._flush_scheduled = False
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -151,11 +169,15 @@ class CommandBatcher:
             task.add_done_callback(self._in_flight.discard)
 
     async def _send(self, batch: list[QueuedCommand]) -> None:
-        pipeline = self._client.pipeline(transaction=False)
+        wired = [(command, command.wire_arguments()) for command in batch]
+        alone = [command.run_alone() for command, arguments in wired if arguments is None]
+        batch = [command for command, arguments in wired if arguments is not None]
+        if alone:
+            await asyncio.gather(*alone)
+        if not batch:
+            return
         try:
-            for command in batch:
-                command.add_to(pipeline)
-            replies = await pipeline.execute(raise_on_error=False)
+            replies = await self._exchange([arguments for _, arguments in wired if arguments is not None])
         except rex.DataError:
             # An argument of a wrong type: run each command alone, so that
             # only the caller that passed it gets the error.
@@ -179,6 +201,36 @@ class CommandBatcher:
                 command.result.set_exception(reply)
             else:
                 command.result.set_result(reply)
+
+    async def _exchange(self, commands: list[tuple[typing.Any, ...]]) -> list[typing.Any]:
+        """Send the commands in one write on one pooled connection and read their replies.
+
+        An error reply takes the place of its command's reply. A connection
+        error is retried on the connection's retry policy, as redis-py does
+        for its own pipelines, and then raised.
+        """
+        connection = await self._pool.get_connection()
+        try:
+            return typing.cast(
+                list[typing.Any],
+                await connection.retry.call_with_retry(
+                    lambda: self._send_and_read(connection, commands), lambda error: connection.disconnect()
+                ),
+            )
+        finally:
+            await self._pool.release(connection)
+
+    @staticmethod
+    async def _send_and_read(connection: typing.Any, commands: list[tuple[typing.Any, ...]]) -> list[typing.Any]:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[typing.Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except rex.ResponseError as error:
+                # The reply was read in full, so the connection stays in step.
+                replies.append(error)
+        return replies
 
     @staticmethod
     def _fail(batch: list[QueuedCommand], error: Exception) -> None:
