@@ -8,6 +8,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from frontauth.appkeys import SERVICES
 from tests.oauth_checks import ISSUER, introspect, settings, start_app, start_authorization  # noqa: F401 (settings is a fixture)
 from tests.oauth_flow import (
     REDIRECT_URI,
@@ -70,6 +71,22 @@ async def test_concurrent_redemptions_one_succeeds(http):
     statuses = sorted(r.status for r in responses)
     assert statuses.count(200) == 1
     assert statuses.count(400) == 49
+
+
+async def test_race_loser_deletes_its_refresh_record(http, monkeypatch):
+    # A loser of a concurrent redemption read the code before the winner's
+    # swap. Replaying the code with that stale read takes the loser's path.
+    client = await register(http)
+    code, verifier, _ = await get_code(http, client)
+    stores = http.app[SERVICES].stores
+    stale = await stores.get_code(code)
+    assert (await exchange(http, client, code, verifier)).status == 200
+    monkeypatch.setattr(stores, "get_code", lambda _code: asyncio.sleep(0, result=stale))
+    status, error, _ = await error_of(await exchange(http, client, code, verifier))
+    assert status == 400
+    assert error == "invalid_grant"
+    refresh_keys = [key for key in stores.driver._values if key.startswith("frontauth:refresh:")]
+    assert len(refresh_keys) == 1
 
 
 async def error_of(response) -> tuple[int, str, str]:

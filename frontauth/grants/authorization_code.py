@@ -1,16 +1,18 @@
 """The authorization_code grant (RFC 6749 §4.1.3, OAuth 2.1 §4.1.3, RFC 7636 §4.6).
 
 Steps: check_parameters, load_code, check_binding (client, redirect_uri,
-PKCE), consume (atomic swap; the loser of a race or a replay revokes the
-family), respond with tokens.
+PKCE), mint the tokens, consume (atomic swap; the loser of a race or a replay
+revokes the family) while storing the new refresh record, respond with the
+tokens.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from frontauth import pkce
-from frontauth.grants.issue import issue_tokens
+from frontauth.grants.issue import prepare_tokens, store_refresh
 from frontauth.identifiers import same_identifier
 from frontauth.errors import InvalidGrant, InvalidRequest, InvalidTarget
 from frontauth.services import Services
@@ -62,7 +64,23 @@ async def handle(services: Services, client: ClientRecord, form: dict[str, str])
         raise InvalidGrant("the code was already used", detail="code replay: family revoked")
     check_binding(record, client, form)
 
-    before = await services.stores.consume_code(code, record)
+    prepared = prepare_tokens(
+        services,
+        client_id=record.client_id,
+        subject=record.subject,
+        scope=record.scope,
+        resource=record.resource,
+        family_id=record.family_id,
+        auth_time=record.auth_time,
+    )
+    # The swap decides which redemption wins. The new refresh record is written
+    # at the same time (one pipeline on a single Redis server) and deleted when
+    # the swap loses, which is safe because no client has seen that token yet.
+    before, _ = await asyncio.gather(
+        services.stores.consume_code(code, record), store_refresh(services, prepared)
+    )
+    if before is None or before.consumed:
+        await services.stores.delete_refresh(prepared.refresh_token)
     if before is None:
         raise InvalidGrant("the code is invalid or expired")
     if before.consumed:
@@ -72,12 +90,4 @@ async def handle(services: Services, client: ClientRecord, form: dict[str, str])
     if not client.used:
         # The first redeemed code ends the unused-registration expiry.
         await services.stores.keep_client(client)
-    return await issue_tokens(
-        services,
-        client_id=record.client_id,
-        subject=record.subject,
-        scope=record.scope,
-        resource=record.resource,
-        family_id=record.family_id,
-        auth_time=record.auth_time,
-    )
+    return prepared.body
