@@ -18,7 +18,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from frontauth import errors
+from frontauth import errors, fastjson
 from frontauth.appkeys import SERVICES
 from frontauth.metrics import METRICS
 from frontauth.storage import StorageUnavailable
@@ -45,7 +45,9 @@ def json_response(body: typing.Any, status: int = 200, headers: dict[str, str] |
     """Return a JSON response that no cache may keep (RFC 6749 §5.1)."""
     merged = dict(NO_STORE)
     merged.update(headers or {})
-    return web.json_response(body, status=status, headers=merged)
+    return web.Response(
+        body=fastjson.dumps(body), status=status, headers=merged, content_type="application/json", charset="utf-8"
+    )
 
 
 def redirect_with_params(redirect_uri: str, params: dict[str, str]) -> web.Response:

@@ -33,13 +33,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import json
 import logging
 import operator
 import typing
 
 import attrs
 
+from frontauth import fastjson
 from frontauth.encryption import RecordCipher
 from frontauth.storage import Driver
 from frontauth.tokens import digest
@@ -47,10 +47,6 @@ from frontauth.tokens import digest
 logger = logging.getLogger("frontauth.storage")
 
 R = typing.TypeVar("R")
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-_DECODER = json.JSONDecoder()
 
 
 @functools.cache
@@ -63,17 +59,17 @@ def _fields_of(cls: type) -> tuple[tuple[str, ...], typing.Callable[[typing.Any]
 def _dump(record: typing.Any) -> bytes:
     """Encode a record as a compact JSON object of its fields.
 
-    The output is the same as ``json.dumps(attrs.asdict(record))`` for these
-    flat records, without asdict's generic walk over every value.
+    The output decodes to the same object as ``json.dumps(attrs.asdict(record))``
+    for these flat records, without asdict's generic walk over every value.
     """
     names, values = _fields_of(type(record))
-    return _ENCODER.encode(dict(zip(names, values(record)))).encode()
+    return fastjson.dumps(dict(zip(names, values(record))))
 
 
 def _load(cls: type[R], raw: bytes | None) -> R | None:
     if raw is None:
         return None
-    data = _DECODER.decode(raw.decode())
+    data = fastjson.loads(raw)
     # Records written by earlier versions may still carry this derived field.
     data.pop("scope_list", None)
     return cls(**data)
@@ -384,10 +380,10 @@ class Stores:
     async def get_consent(self, subject: str, client_id: str, resource: str) -> set[str]:
         """Return the scopes the user already approved for this client at this resource."""
         raw = await self.driver.get(self._consent_key(subject, client_id, resource))
-        return set(json.loads(raw)) if raw else set()
+        return set(fastjson.loads(raw)) if raw else set()
 
     async def put_consent(self, subject: str, client_id: str, resource: str, scopes: set[str], ttl: int) -> None:
-        raw = json.dumps(sorted(scopes)).encode()
+        raw = fastjson.dumps(sorted(scopes))
         await self.driver.set(self._consent_key(subject, client_id, resource), raw, ttl)
 
     # clients ----------------------------------------------------------------

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwt
 
+from frontauth import fastjson
 from frontauth.keys import SigningKeys
 
 
@@ -85,7 +86,7 @@ class CompactSigner:
         return sign
 
     def sign(self, claims: dict[str, typing.Any]) -> str:
-        signing_input = self._prefix + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = self._prefix + _b64url(fastjson.dumps(claims))
         return signing_input + "." + _b64url(self._sign(signing_input.encode("ascii")))
 
 
