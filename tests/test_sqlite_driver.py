@@ -193,12 +193,18 @@ async def test_reopen_keeps_entries_and_ttl(tmp_path: pathlib.Path) -> None:
 
 async def test_cleanup_deletes_expired_rows(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "auth.db"
+    # The rows are written with the sweep off, so that it cannot run before the
+    # first check on a slow machine, then a second driver sweeps the file.
+    writer = await open_driver(StorageSettings(url=sqlite_url(path), cleanup_interval=0))
+    try:
+        await writer.set("short", b"v", ttl=0.1)
+        await writer.set("kept", b"v", ttl=None)
+        await writer.hit("rate", window=0.1, limit=5, now=time.time())
+        assert raw_rows(path, "SELECT count(*) FROM window_hits") == [(1,)]
+    finally:
+        await writer.close()
     driver = await open_driver(StorageSettings(url=sqlite_url(path), cleanup_interval=0.2))
     try:
-        await driver.set("short", b"v", ttl=0.1)
-        await driver.set("kept", b"v", ttl=None)
-        await driver.hit("rate", window=0.1, limit=5, now=time.time())
-        assert raw_rows(path, "SELECT count(*) FROM window_hits") == [(1,)]
         deadline = time.monotonic() + 5
         while raw_rows(path, "SELECT key FROM entries") != [("kept",)] and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
