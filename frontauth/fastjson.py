@@ -5,7 +5,7 @@ orjson encodes and decodes them several times faster than the ``json``
 module. Its output is compact JSON with non-ASCII characters written as
 UTF-8, which every JSON reader accepts. orjson rejects a few values the
 standard library encodes, such as a string holding a lone surrogate (which
-``json.loads`` produces from a ``"\\ud800"`` escape); those fall back to the
+``json.loads`` produces from a ``"\\ud800"`` escape). Those fall back to the
 ``json`` module, so no input that encoded before fails now.
 """
 
@@ -32,7 +32,7 @@ def loads(data: bytes | str) -> typing.Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        # Bytes from the fallback above may carry an encoded lone surrogate,
-        # which orjson refuses as invalid UTF-8.
+        # The json module writes NaN and Infinity, which orjson refuses, and
+        # records written by earlier versions came from the json module.
         text = data.decode("utf-8", "surrogatepass") if isinstance(data, bytes) else data
         return json.loads(text)
