@@ -182,8 +182,12 @@ def check_audience(settings: config.Settings) -> Finding:
 
 
 def check_machine_id(settings: config.Settings) -> Finding:
-    if _storage_scheme(settings) == "memory":
+    scheme = _storage_scheme(settings)
+    if scheme == "memory":
         return Finding("MACHINE_ID", PASS, "storage is not shared between instances")
+    # SQLite serves one host (see check_persistent_storage), so MACHINE_ID groups nothing.
+    if scheme == "sqlite":
+        return Finding("MACHINE_ID", PASS, "sqlite:// storage is not shared between hosts")
     if settings.server.machine_id is None:
         return Finding(
             "MACHINE_ID", WARN,
@@ -389,6 +393,10 @@ def run(args: argparse.Namespace) -> int:
             findings.extend(audit_settings(settings))
     if args.url:
         findings.extend(asyncio.run(probe(args.url, settings, ca_file=args.ca_file, client_id=args.client_id)))
+    # SECURITY: --url and URL settings may carry a password, and reasons quote URLs.
+    findings = [
+        attrs.evolve(f, reason=config.redact_userinfo(f.reason), fix=config.redact_userinfo(f.fix)) for f in findings
+    ]
     if args.json:
         document = {
             "ok": not any(f.status == FAIL for f in findings),

@@ -8,24 +8,19 @@ what a file contains.
 from __future__ import annotations
 
 import os
+import stat
 import typing
 import urllib.parse
 
 from frontauth import check, config
 
 # Settings that name a file frontauth reads. FOLDER_SETTINGS name folders.
-FILE_SETTINGS = (
-    "server.tls_cert", "server.tls_key", "storage.tls_ca", "storage.tls_cert", "storage.tls_key",
-    "keys.sign_key_file", "login.users_file", "pages.logo_file",
-)
+FILE_SETTINGS = config.FILE_SETTINGS
 FOLDER_SETTINGS = ("pages.template_dir",)
+_setting_value = config.setting_value
 
-
-def _setting_value(settings: config.Settings, path: str) -> typing.Any:
-    value: typing.Any = settings
-    for name in path.split("."):
-        value = getattr(value, name)
-    return value
+# The first 16 bytes of every SQLite 3 database file (SQLite file format, section 1.3).
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _file_problem(path: str) -> str:
@@ -95,7 +90,33 @@ def _sqlite_problem(url: str) -> str:
     from frontauth.storage import StorageUnavailable
 
     try:
-        sqlite_schema.check_path(sqlite_schema.parse_url(url))
+        path = sqlite_schema.parse_url(url)
+        sqlite_schema.check_path(path)
     except (StorageUnavailable, config.ConfigError) as exc:
         return str(exc)
+    return _database_header_problem(path)
+
+
+def _database_header_problem(path: str) -> str:
+    """Return why an existing file is not a SQLite database, or '' when it is one, is empty or is absent.
+
+    SQLite turns an empty file into a new database, so only a file with other
+    content fails. Nothing is written.
+    """
+    try:
+        # O_NONBLOCK: a FIFO put in place after the settings were checked must not block the audit.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return f"{path} is not a regular file"
+        try:
+            header = fh.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            return f"cannot read {path}: {exc.strerror}"
+    if header and header != SQLITE_HEADER:
+        return f"{path} is not a SQLite database file"
     return ""

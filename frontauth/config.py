@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import stat
 import tomllib
 import types
 import typing
@@ -65,12 +66,27 @@ ENV_ALIASES: dict[str, str] = {
 ENV_PREFIX = "FRONTAUTH_"
 
 
+# The user name and password part ("user:password@") of a URL, or of a
+# scheme-relative "//user:password@host", inside free text. Greedy up to the
+# last "@" before the path, as urllib.parse.urlsplit splits it.
+_URL_USERINFO = re.compile(r"(?i)((?:\b[a-z][a-z0-9+.-]*:)?//)[^/?#\s]*@")
+
+
+def redact_userinfo(text: str) -> str:
+    """Replace the user name and password of every URL in ``text`` with ``***``."""
+    return _URL_USERINFO.sub(r"\1***@", text)
+
+
 class ConfigError(Exception):
-    """A setting is invalid; the message names the setting and its source."""
+    """A setting is invalid; the message names the setting and its source.
+
+    The message never carries the user name or password of a URL it quotes,
+    because it reaches stderr and the output of ``frontauth check``.
+    """
 
     def __init__(self, setting: str, source: str | None, message: str) -> None:
         where = f" (from {source})" if source else ""
-        super().__init__(f"invalid setting {setting}{where}: {message}")
+        super().__init__(f"invalid setting {setting}{where}: {redact_userinfo(message)}")
         self.setting = setting
         self.source = source
 
@@ -519,7 +535,8 @@ class Settings:
         )
 
     def source_of(self, path: str) -> str | None:
-        return self.sources.get(path)
+        """Return where a setting came from; a list item such as 'resources[0]' came from its list."""
+        return self.sources.get(path) or self.sources.get(path.split("[")[0])
 
 
 def _url_host(host: str) -> str:
@@ -749,13 +766,7 @@ def load(
     tree: dict[str, typing.Any] = {}
     sources: dict[str, str] = {}
     if config_file:
-        try:
-            with open(config_file, "rb") as fh:
-                tree = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError("--config", "command line", f"file {config_file!r} not found") from None
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError("--config", "command line", f"cannot read {config_file!r}: {exc}") from None
+        tree = _read_config_file(config_file)
         _mark_sources(tree, "", f"file {config_file}", sources)
 
     env_paths = _env_paths()
@@ -772,6 +783,35 @@ def load(
     settings = attrs.evolve(settings, sources=sources)
     validate(settings)
     return settings
+
+
+def _read_config_file(path: str) -> dict[str, typing.Any]:
+    """Read and parse the TOML file of ``--config``; raise ConfigError naming it on any failure."""
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ConfigError("--config", "command line", f"file {path!r} not found") from None
+    except OSError as exc:
+        raise ConfigError("--config", "command line", f"cannot read {path!r}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ConfigError("--config", "command line", f"{path!r} is not a regular file")
+        try:
+            data = fh.read()
+        except OSError as exc:
+            raise ConfigError("--config", "command line", f"cannot read {path!r}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # TOML 1.0 requires UTF-8.
+        raise ConfigError(
+            "--config", "command line", f"cannot read {path!r}: not UTF-8 text (invalid byte at offset {exc.start})"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", "command line", f"cannot read {path!r}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -801,9 +841,12 @@ def validate(settings: Settings) -> None:
     if settings.server.max_body_size < 1024:
         _fail(settings, "server.max_body_size", "expected at least 1024 bytes")
     try:
-        check_url(settings.storage.url)
+        scheme = check_url(settings.storage.url)
     except UnknownDriver as exc:
         _fail(settings, "storage.url", str(exc))
+    if scheme == "sqlite":
+        _check_sqlite_path(settings)
+    _check_special_files(settings)
     if settings.public_url is not None:
         _check_http_url(settings, "public_url", settings.public_url)
     for i, resource in enumerate(settings.resources):
@@ -860,6 +903,68 @@ def validate(settings: Settings) -> None:
         if not name or not all(c.isalnum() or c in "_-." for c in name):
             _fail(settings, f"logging.redact[{i}]", f"expected a field name of letters, digits, '_', '-' or '.', got {name!r}")
     _check_clients(settings)
+
+
+# Settings that name a file frontauth reads at start-up.
+FILE_SETTINGS = (
+    "server.tls_cert", "server.tls_key", "storage.tls_ca", "storage.tls_cert", "storage.tls_key",
+    "keys.sign_key_file", "login.users_file", "pages.logo_file",
+)
+# Virtual file systems: their files look regular, but SQLite cannot keep a database there.
+_VIRTUAL_FOLDERS = ("/proc", "/sys", "/dev")
+
+
+def setting_value(settings: Settings, path: str) -> typing.Any:
+    """Return the value of a dotted setting path such as 'server.tls_cert'."""
+    value: typing.Any = settings
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+def _special_file_problem(path: str) -> str:
+    """Return why ``path`` is a FIFO, device or socket, or '' when it is absent, a folder or a regular file.
+
+    Opening a FIFO for reading blocks until a writer appears, and a device may
+    stream without end, so such a path is rejected before anything opens it.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        # Absent or unreadable paths get their own message where the file is read.
+        return ""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return ""
+    return f"{path!r} is not a regular file"
+
+
+def _check_special_files(settings: Settings) -> None:
+    for name in FILE_SETTINGS:
+        path = setting_value(settings, name)
+        if path is not None:
+            problem = _special_file_problem(path)
+            if problem:
+                _fail(settings, name, problem)
+
+
+def _check_sqlite_path(settings: Settings) -> None:
+    """Check the database path of a sqlite:// URL before the driver opens or creates anything."""
+    from frontauth.drivers.sqlite_schema import parse_url
+
+    try:
+        path = parse_url(settings.storage.url)
+    except ConfigError as exc:
+        raise ConfigError("storage.url", settings.source_of("storage.url"), str(exc).split(": ", 1)[1]) from None
+    if "\0" in path:
+        _fail(settings, "storage.url", "the database path contains a NUL character (%00)")
+    real = os.path.realpath(path)
+    if any(real == folder or real.startswith(folder + "/") for folder in _VIRTUAL_FOLDERS):
+        shown = path if real == path else f"{path} ({real})"
+        _fail(settings, "storage.url", f"{shown} is on a virtual file system; name a file on a disk")
+    # SQLite would also create its -wal and -shm files beside a FIFO or device.
+    problem = _special_file_problem(path)
+    if problem:
+        _fail(settings, "storage.url", f"{problem}; name a SQLite database file")
 
 
 def _check_transport(settings: Settings) -> None:
@@ -978,10 +1083,15 @@ def _check_pages(settings: Settings) -> None:
     if pages.logo_file is not None:
         if os.path.splitext(pages.logo_file)[1].lower() not in LOGO_TYPES:
             _fail(settings, "pages.logo_file", f"expected one of {', '.join(LOGO_TYPES)}, got {pages.logo_file!r}")
-        if not os.path.isfile(pages.logo_file):
+        if not os.path.exists(pages.logo_file):
             _fail(settings, "pages.logo_file", f"file {pages.logo_file!r} not found")
-    if pages.template_dir is not None and not os.path.isdir(pages.template_dir):
-        _fail(settings, "pages.template_dir", f"folder {pages.template_dir!r} not found")
+        if not os.path.isfile(pages.logo_file):
+            _fail(settings, "pages.logo_file", f"{pages.logo_file!r} is not a regular file")
+    if pages.template_dir is not None:
+        if not os.path.exists(pages.template_dir):
+            _fail(settings, "pages.template_dir", f"folder {pages.template_dir!r} not found")
+        if not os.path.isdir(pages.template_dir):
+            _fail(settings, "pages.template_dir", f"{pages.template_dir!r} is not a folder")
     if settings.login.max_failures < 0:
         _fail(settings, "login.max_failures", f"expected 0 (off) or more, got {settings.login.max_failures}")
     if settings.login.failure_window <= 0:
@@ -1039,7 +1149,7 @@ def _check_http_url(settings: Settings, path: str, url: str, *, allow_query: boo
     if (parts.query and not allow_query) or parts.fragment:
         _fail(settings, path, f"must not carry a query or fragment, got {url!r}")
     if "@" in parts.netloc:
-        _fail(settings, path, f"must not carry a user name or password, got {url!r}")
+        _fail(settings, path, f"must not carry a user name or password, got {redact_userinfo(url)!r}")
 
 
 def _check_clients(settings: Settings) -> None:

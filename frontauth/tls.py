@@ -26,8 +26,10 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # load_cert_chain does not say which file is missing, so each is checked first.
     for setting, path in (("server.tls_cert", cert), ("server.tls_key", key)):
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise ConfigError(setting, settings.source_of(setting), f"file {path!r} not found")
+        if not os.path.isfile(path):
+            raise ConfigError(setting, settings.source_of(setting), f"{path!r} is not a regular file")
     try:
         context.load_cert_chain(cert, key)
     # ssl.SSLError is a subclass of OSError, so it is caught first.

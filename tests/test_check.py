@@ -156,6 +156,7 @@ def test_invalid_configuration_is_one_failure(tmp_path: typing.Any) -> None:
         ({"FRONTAUTH_STORAGE_URL": "sqlite:////var/lib/frontauth/auth.db"}, "persistent storage", "warn", "storage.url"),
         ({"FRONTAUTH_STORAGE_URL": "memory://"}, "persistent storage", "fail", "storage.url"),
         ({"FRONTAUTH_STORAGE_URL": "memory://"}, "MACHINE_ID", "pass", ""),
+        ({"FRONTAUTH_STORAGE_URL": "sqlite:////var/lib/frontauth/auth.db", "MACHINE_ID": ""}, "MACHINE_ID", "pass", ""),
         ({"FRONTAUTH_RATELIMIT_ENABLED": "false"}, "rate limiting", "warn", "ratelimit.enabled"),
         ({"FRONTAUTH_RATELIMIT_ENDPOINTS": "register,authorize"}, "rate limiting", "warn", "ratelimit.endpoints"),
         ({"FRONTAUTH_METRICS_ENABLED": "false"}, "monitoring", "warn", "metrics.enabled"),
@@ -177,7 +178,7 @@ def test_invalid_configuration_is_one_failure(tmp_path: typing.Any) -> None:
     ],
     ids=[
         "plain-redis-remote", "plain-cluster-remote", "plain-redis-loopback", "unverified-hostname", "sqlite",
-        "memory", "memory-needs-no-machine-id", "ratelimit-off", "ratelimit-missing-token", "metrics-off",
+        "memory", "memory-needs-no-machine-id", "sqlite-needs-no-machine-id", "ratelimit-off", "ratelimit-missing-token", "metrics-off",
         "consent-off", "long-access", "long-refresh", "open-registration", "registration-off",
         "registration-token", "no-resources", "old-key", "key-without-iat", "shorter-rotation",
     ],
@@ -251,6 +252,74 @@ def test_sqlite_folder_missing_fails(production_paths: dict[str, str], tmp_path:
     assert finding.status == "fail"
     assert finding.fix == "storage.url"
     assert f"folder {database.parent} does not exist" in finding.reason
+
+
+def test_sqlite_file_that_is_not_a_database_fails(production_paths: dict[str, str], tmp_path: typing.Any) -> None:
+    text_file = tmp_path / "notes.db"
+    text_file.write_text("not a database\n")
+    finding = audit(**production_paths, FRONTAUTH_STORAGE_URL=f"sqlite:///{text_file}")["files"]
+    assert finding.status == "fail"
+    assert finding.reason == f"storage.url: {text_file} is not a SQLite database file"
+    assert finding.fix == "storage.url"
+
+
+def test_sqlite_empty_file_passes(production_paths: dict[str, str], tmp_path: typing.Any) -> None:
+    """SQLite turns an empty file into a new database."""
+    empty = tmp_path / "auth.db"
+    empty.write_bytes(b"")
+    assert audit(**production_paths, FRONTAUTH_STORAGE_URL=f"sqlite:///{empty}")["files"].status == "pass"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("sqlite:////dev/null", "/dev/null is on a virtual file system; name a file on a disk"),
+        ("sqlite:////proc/version", "/proc/version is on a virtual file system; name a file on a disk"),
+        ("sqlite:///{fifo}", "'{fifo}' is not a regular file; name a SQLite database file"),
+        ("sqlite:///{tmp}/auth%00x.db", "the database path contains a NUL character (%00)"),
+    ],
+    ids=["dev-null", "proc", "fifo", "nul"],
+)
+def test_sqlite_url_naming_no_database_file_fails(tmp_path: pathlib.Path, url: str, reason: str) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    env = {"FRONTAUTH_STORAGE_URL": url.format(fifo=fifo, tmp=tmp_path)}
+    result = run_frontauth(str(tmp_path), "check", "--json", env=env)
+    assert result.returncode == 1
+    findings = json.loads(result.stdout)["findings"]
+    assert findings[0]["item"] == "configuration"
+    assert findings[0]["fix"] == "storage.url"
+    assert findings[0]["reason"].endswith(reason.format(fifo=fifo))
+    assert not os.path.exists("/dev/null-journal")
+
+
+@pytest.mark.parametrize("setting", ["--config", "keys.sign_key_file", "login.users_file", "server.tls_cert"])
+def test_fifo_setting_fails_without_blocking(tmp_path: pathlib.Path, setting: str) -> None:
+    """Opening a FIFO would wait for a writer; check names it instead."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    if setting == "--config":
+        args, env = ["--config", str(fifo)], {}
+    else:
+        env = {"FRONTAUTH_" + setting.replace(".", "_").upper(): str(fifo)}
+    result = run_frontauth(str(tmp_path), "check", "--json", *(args if setting == "--config" else []), env=env)
+    assert result.returncode == 1
+    finding = json.loads(result.stdout)["findings"][0]
+    assert finding["item"] == "configuration"
+    assert finding["fix"] == setting
+    assert finding["reason"].endswith(f"{str(fifo)!r} is not a regular file")
+
+
+def test_config_not_utf8_fails_naming_the_file(tmp_path: pathlib.Path) -> None:
+    config_file = tmp_path / "frontauth.toml"
+    config_file.write_bytes(b"\xff\xfe garbage\n")
+    result = run_frontauth(str(tmp_path), "check", "--config", str(config_file))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stdout.splitlines()[0] == (
+        f"FAIL  configuration  invalid setting --config (from command line): cannot read {str(config_file)!r}: "
+        "not UTF-8 text (invalid byte at offset 0)"
+    )
 
 
 # A write-only sysctl: even root cannot open it for reading, while root opens a mode-000 file.
@@ -342,6 +411,31 @@ def test_probes_fail_plain_http_wrong_issuer(tmp_path: typing.Any) -> None:
     assert findings["plain HTTP"]["status"] == "fail"
     assert findings["security headers"]["status"] == "pass"
     assert document["ok"] is False
+
+
+def test_url_password_stays_out_of_findings(tmp_path: typing.Any) -> None:
+    """--url with a user name and password: the text and JSON findings show the URL without them."""
+    server = start_frontauth(str(tmp_path))
+    url = f"http://admin:HUNTER2SECRET@127.0.0.1:{server.port}"
+    try:
+        text = run_frontauth(str(tmp_path), "check", "--url", url)
+        document = run_frontauth(str(tmp_path), "check", "--url", url, "--json")
+    finally:
+        server.stop()
+    for result in (text, document):
+        assert "HUNTER2SECRET" not in result.stdout + result.stderr
+    findings = probe_findings(document)
+    assert findings["metadata"]["reason"] == (
+        f"issuer is '{server.url}', expected 'http://***@127.0.0.1:{server.port}'"
+    )
+    assert findings["plain HTTP"]["reason"] == f"http://***@127.0.0.1:{server.port} is served over plain HTTP"
+    assert f"http://***@127.0.0.1:{server.port} is served over plain HTTP" in text.stdout
+
+
+def test_configuration_password_stays_out_of_findings(tmp_path: typing.Any) -> None:
+    result = run_frontauth(str(tmp_path), "check", env={"FRONTAUTH_PUBLIC_URL": "http://u:PWSECRET1@127.0.0.1:1"})
+    assert "PWSECRET1" not in result.stdout + result.stderr
+    assert "got 'http://***@127.0.0.1:1'" in result.stdout
 
 
 def test_url_probe_of_closed_port_fails(tmp_path: typing.Any) -> None:

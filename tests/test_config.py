@@ -113,5 +113,37 @@ def test_public_url_with_userinfo_is_rejected():
         config.load(environ={"FRONTAUTH_PUBLIC_URL": "https://user@auth.example.com"})
     assert str(raised.value) == (
         "invalid setting public_url (from environment variable FRONTAUTH_PUBLIC_URL): "
-        "must not carry a user name or password, got 'https://user@auth.example.com'"
+        "must not carry a user name or password, got 'https://***@auth.example.com'"
     )
+
+
+@pytest.mark.parametrize(
+    ("environ", "setting"),
+    [
+        ({"FRONTAUTH_PUBLIC_URL": "http://u:PWSECRET1@127.0.0.1:1"}, "public_url"),
+        ({"FRONTAUTH_RESOURCES": "https://u:PWSECRET1@mcp.example.com/mcp"}, "resources[0]"),
+        ({"FRONTAUTH_MODE": "transparent", "IDP_PROVIDER_URL": "https://u:PWSECRET1@idp.example.com"},
+         "upstream.provider"),
+        ({"FRONTAUTH_STORAGE_URL": "//u:PWSECRET1@redis.example.com"}, "storage.url"),
+    ],
+    ids=["public-url", "resource", "upstream-provider", "storage-url-without-scheme"],
+)
+def test_url_password_is_redacted_in_errors(environ, setting):
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(environ=environ)
+    assert raised.value.setting == setting
+    assert "PWSECRET1" not in str(raised.value)
+    assert "***@" in str(raised.value)
+
+
+def test_redact_userinfo_keeps_other_text():
+    text = "got 'http://u:p@ss@host:1/a@b', mail x@y and https://host/p@q"
+    assert config.redact_userinfo(text) == "got 'http://***@host:1/a@b', mail x@y and https://host/p@q"
+
+
+def test_template_dir_file_is_rejected(tmp_path):
+    regular = tmp_path / "base.html"
+    regular.write_text("")
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(environ={"FRONTAUTH_PAGES_TEMPLATE_DIR": str(regular)})
+    assert str(raised.value).endswith(f": {str(regular)!r} is not a folder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -94,6 +95,28 @@ CASES = [
         id="missing-users-file",
     ),
     pytest.param(
+        "", {"FRONTAUTH_PUBLIC_URL": "http://u:PWSECRET1@127.0.0.1:1"},
+        "frontauth: invalid setting public_url (from environment variable FRONTAUTH_PUBLIC_URL): "
+        "must not carry a user name or password, got 'http://***@127.0.0.1:1'",
+        id="public-url-password",
+    ),
+    pytest.param(
+        'resources = ["https://u:PWSECRET1@mcp.example.com/mcp"]\n', {},
+        "frontauth: invalid setting resources[0] (from file {config}): "
+        "must not carry a user name or password, got 'https://***@mcp.example.com/mcp'",
+        id="resource-password",
+    ),
+    pytest.param(
+        '[storage]\nurl = "sqlite:///auth%00x.db"\n', {},
+        "frontauth: invalid setting storage.url (from file {config}): the database path contains a NUL character",
+        id="sqlite-nul",
+    ),
+    pytest.param(
+        '[server]\ntls_cert = "."\ntls_key = "."\n', {},
+        "frontauth: invalid setting server.tls_cert (from file {config}): '.' is not a regular file",
+        id="tls-cert-folder",
+    ),
+    pytest.param(
         "this is not toml", {},
         "frontauth: invalid setting --config (from command line): cannot read '{config}'",
         id="invalid-toml",
@@ -111,6 +134,60 @@ def test_bad_setting_stops_startup(tmp_path, toml, env, expected):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(expected.format(config=config)), lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_config_not_utf8_is_one_line(tmp_path):
+    config = tmp_path / "frontauth.toml"
+    config.write_bytes(b"\xff\xfe garbage\n")
+    result = run_frontauth(str(tmp_path), "serve", "--config", str(config), "--port", str(free_port()))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"frontauth: invalid setting --config (from command line): cannot read {str(config)!r}: "
+        "not UTF-8 text (invalid byte at offset 0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "flag_or_env"),
+    [
+        ("--config", None),
+        ("login.users_file", "FRONTAUTH_LOGIN_USERS_FILE"),
+        ("keys.sign_key_file", "FRONTAUTH_KEYS_SIGN_KEY_FILE"),
+        ("server.tls_cert", "FRONTAUTH_SERVER_TLS_CERT"),
+    ],
+)
+def test_fifo_setting_stops_startup(tmp_path, setting, flag_or_env):
+    """A FIFO would block the open until a writer appears; start-up names it instead."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    args = ["serve", "--port", str(free_port())]
+    env = {"FRONTAUTH_SERVER_TLS_KEY": str(fifo)} if setting == "server.tls_cert" else {}
+    if flag_or_env is None:
+        args += ["--config", str(fifo)]
+    else:
+        env[flag_or_env] = str(fifo)
+    result = run_frontauth(str(tmp_path), *args, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"frontauth: invalid setting {setting} ")
+    assert lines[0].endswith(f"{str(fifo)!r} is not a regular file")
+
+
+@pytest.mark.parametrize("url", ["sqlite:////dev/null", "sqlite:////proc/self/status", "sqlite:///{fifo}"])
+def test_sqlite_url_naming_no_database_file_stops_startup(tmp_path, url):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    result = run_frontauth(
+        str(tmp_path), "serve", "--port", str(free_port()), env={"FRONTAUTH_STORAGE_URL": url.format(fifo=fifo)}
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("frontauth: invalid setting storage.url (from environment variable"), result.stderr
+    assert "Traceback" not in result.stderr
+    # SQLite creates its journal files beside the database; none may appear beside a device or a FIFO.
+    leftovers = [path for path in ("/dev/null-journal", "/dev/null-wal", "/dev/null-shm") if os.path.exists(path)]
+    assert leftovers == []
+    assert sorted(os.listdir(tmp_path)) == ["fifo"]
 
 
 def test_secret_values_stay_out_of_errors(tmp_path):
