@@ -127,6 +127,31 @@ async def test_invalid_update_rejected(http, changes, error):
     assert await error_of(response) == (400, error)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "character"),
+    [
+        pytest.param("client_name", "Good App\u202egnp.exe", "U+202E", id="name-right-to-left-override"),
+        pytest.param("client_name", "x\u0000y", "U+0000", id="name-nul"),
+        pytest.param("client_uri", "https://app.example/\u0007", "U+0007", id="client-uri-bel"),
+        pytest.param("contacts", ["\u200badmin@app.example"], "U+200B", id="contacts-zero-width-space"),
+    ],
+)
+async def test_update_with_hidden_character_rejected(http, field, value, character):
+    body = await registered(http)
+    token = body["registration_access_token"]
+    update = {**METADATA, "client_id": body["client_id"], field: value}
+    response = await http.put(path_of(body), json=update, headers=bearer(token))
+    assert response.status == 400
+    # RFC 7591 §3.2.2, which RFC 7592 §2.2 applies to updates.
+    assert await response.json() == {
+        "error": "invalid_client_metadata",
+        "error_description": f"{field} contains {character}, a control, format or unassigned character",
+    }
+    information = await (await http.get(path_of(body), headers=bearer(token))).json()
+    assert information["client_name"] == "Test client"
+    assert "client_uri" not in information
+
+
 async def test_delete_removes_client(http):
     body = await registered(http)
     token = body["registration_access_token"]

@@ -140,6 +140,29 @@ INVALID_METADATA = [
                  "logo_uri must be a string of at most 2000 characters", id="logo-number"),
     pytest.param({"application_type": "desktop"}, "invalid_client_metadata",
                  "application_type must be native or web", id="unknown-application-type"),
+    pytest.param({"tos_uri": ["https://app.example/tos"]}, "invalid_client_metadata",
+                 "tos_uri must be a string of at most 2000 characters", id="tos-uri-array"),
+    pytest.param({"contacts": "admin@app.example"}, "invalid_client_metadata",
+                 "contacts must be an array of strings", id="contacts-string"),
+]
+
+# (field, value, the character named in error_description)
+HIDDEN_CHARACTERS = [
+    pytest.param("client_name", "x\u0000y", "U+0000", id="name-nul"),
+    pytest.param("client_name", "Ring\u0007", "U+0007", id="name-bel"),
+    pytest.param("client_name", "\u001b[31mRed", "U+001B", id="name-escape"),
+    pytest.param("client_name", "line1\nline2", "U+000A", id="name-newline"),
+    pytest.param("client_name", "Good App\u202egnp.exe", "U+202E", id="name-right-to-left-override"),
+    pytest.param("client_name", "Good\u2067App", "U+2067", id="name-right-to-left-isolate"),
+    pytest.param("client_name", "Claude\u200b Desktop", "U+200B", id="name-zero-width-space"),
+    pytest.param("client_name", "App\u2028Other", "U+2028", id="name-line-separator"),
+    pytest.param("client_name", "App\ue000", "U+E000", id="name-private-use"),
+    pytest.param("client_name", "App\u0378", "U+0378", id="name-unassigned"),
+    pytest.param("client_uri", "https://app.example/\u202e", "U+202E", id="client-uri"),
+    pytest.param("logo_uri", "https://app.example/\u0000.png", "U+0000", id="logo-uri"),
+    pytest.param("tos_uri", "https://app.example/tos\u202e", "U+202E", id="tos-uri"),
+    pytest.param("policy_uri", "https://app.example/\u200fpolicy", "U+200F", id="policy-uri"),
+    pytest.param("contacts", ["admin@app.example", "\u202eadmin@app.example"], "U+202E", id="contacts"),
 ]
 
 
@@ -154,6 +177,25 @@ async def test_invalid_metadata_rejected(http, changes, error, description):
     assert shown_error == error
     assert shown == description
     assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(("field", "value", "character"), HIDDEN_CHARACTERS)
+async def test_hidden_character_rejected(http, field, value, character):
+    response = await post_metadata(http, public(**{field: value}))
+    status, error, description = await error_of(response)
+    assert status == 400
+    # RFC 7591 §3.2.2: a metadata value the server does not accept.
+    assert error == "invalid_client_metadata"
+    assert description == f"{field} contains {character}, a control, format or unassigned character"
+
+
+async def test_names_in_any_script_accepted(http):
+    # Right-to-left letters, combining marks, CJK and emoji are printable, so they stay allowed.
+    name = "\u05e2\u05d5\u05e8\u05da \u0915\u094d\u0937 \u7de8\u96c6 \U0001f680 Caf\u00e9"
+    response = await post_metadata(http, public(client_name=name, tos_uri="https://app.example/tos",
+                                                contacts=["admin@app.example"]))
+    assert response.status == 201, await response.text()
+    assert (await response.json())["client_name"] == name
 
 
 @pytest.mark.parametrize(

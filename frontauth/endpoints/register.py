@@ -3,10 +3,13 @@
 Steps: check_access (enabled, initial access token), check_address_limit
 (registrations per client address), check_metadata (redirect URIs, grant and
 response types, auth method, scope, display fields), then the registration
-cap. The client is stored and the response is 201 with its metadata, its
-``registration_client_uri`` and a ``registration_access_token`` (RFC 7592 §3)
-that frontauth keeps only as a digest. A client that never redeems a code is
-deleted after ``registration.unused_ttl`` seconds.
+cap. Display fields (the name, web addresses and contacts) may contain no
+control, format or unassigned characters, because the sign-in and consent
+pages show the name, and a bidirectional control such as U+202E can reorder
+the text around it. The client is stored and the response is 201 with its
+metadata, its ``registration_client_uri`` and a ``registration_access_token``
+(RFC 7592 §3) that frontauth keeps only as a digest. A client that never
+redeems a code is deleted after ``registration.unused_ttl`` seconds.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import fnmatch
 import hmac
 import json
 import time
+import unicodedata
 import urllib.parse
 import uuid
 
@@ -55,6 +59,16 @@ REDIRECT_RULES = {
 }
 # Cap window: registrations counted over ten years amount to "ever".
 CAP_WINDOW = 10 * 365 * 86400.0
+# Unicode general categories rejected in display fields: control (Cc), format
+# (Cf: bidirectional controls, zero-width characters), surrogate (Cs), private
+# use (Co), unassigned (Cn), and line and paragraph separators (Zl, Zp).
+# Cf includes the zero-width joiner, so emoji sequences built with it are rejected too.
+# NOTE: "unassigned" follows the Unicode version of the running Python
+# (unicodedata.unidata_version), so a character newer than that is rejected.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# String metadata a person reads (RFC 7591 §2). contacts, a list, is checked separately.
+# Only client_name, client_uri and logo_uri are stored.
+DISPLAY_FIELDS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri")
 
 
 def check_access(services: Services, request: web.Request) -> None:
@@ -101,6 +115,31 @@ def _string_list(metadata: dict[str, object], name: str) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidClientMetadata(f"{name} must be an array of strings")
     return value
+
+
+def hidden_character(text: str) -> str | None:
+    """Return the first character of text in HIDDEN_CATEGORIES as ``U+XXXX``, or None when there is none."""
+    for character in text:
+        if unicodedata.category(character) in HIDDEN_CATEGORIES:
+            return f"U+{ord(character):04X}"
+    return None
+
+
+def check_display_fields(metadata: dict[str, object]) -> None:
+    """Reject display fields that are not strings or that contain a control, format or unassigned character.
+
+    RFC 7591 §3.2.2 names the error for a metadata value the server does not accept: invalid_client_metadata.
+    """
+    values: list[tuple[str, str]] = []
+    for name in DISPLAY_FIELDS:
+        value = _string(metadata, name, MAX_NAME_LENGTH if name == "client_name" else MAX_URI_LENGTH)
+        if value is not None:
+            values.append((name, value))
+    values.extend(("contacts", contact) for contact in _string_list(metadata, "contacts") or [])
+    for name, value in values:
+        code = hidden_character(value)
+        if code is not None:
+            raise InvalidClientMetadata(f"{name} contains {code}, a control, format or unassigned character")
 
 
 def check_application_type(metadata: dict[str, object]) -> str | None:
@@ -181,6 +220,7 @@ def check_metadata(services: Services, metadata: dict[str, object]) -> ClientRec
     # refresh_token grant would make them unusable, so it is added.
     if "refresh_token" not in grant_types:
         grant_types = [*grant_types, "refresh_token"]
+    check_display_fields(metadata)
     return ClientRecord(
         client_id="",
         redirect_uris=redirect_uris,
