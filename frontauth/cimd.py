@@ -20,7 +20,11 @@ against server-side request forgery:
   ``MAX_REDIRECTS`` times;
 - the body is read up to ``cimd.max_bytes`` and the whole fetch is limited to
   ``cimd.timeout`` seconds;
-- ``cimd.allowed_domains`` and ``cimd.denied_domains`` filter the host first.
+- ``cimd.allowed_domains`` and ``cimd.denied_domains`` filter the host first,
+  and again in the resolver. Both compare the host that aiohttp connects to:
+  yarl encodes a non-ASCII host with IDNA 2008 and the UTS 46 mapping, so
+  ``ｅvil.example`` (fullwidth e) is ``evil.example``, and a trailing dot
+  names the same DNS name, so ``evil.example.`` is ``evil.example`` as well.
 
 Documents are cached in the storage driver under ``cimd:{digest}`` for their
 ``Cache-Control: max-age``, clamped between ``cimd.min_cache`` and
@@ -43,6 +47,7 @@ import urllib.parse
 
 import aiohttp
 import attrs
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -58,6 +63,9 @@ logger = logging.getLogger("frontauth.oauth")
 MAX_REDIRECTS = 3
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+# A host name after IDNA encoding: letters, digits, hyphens, underscores and dots.
+HOST_NAME = re.compile(r"[a-z0-9_.-]+")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 class DocumentRejected(OAuthError):
@@ -80,36 +88,77 @@ def is_document_url(client_id: str, settings: Settings) -> bool:
     return lowered.startswith("https://") or (settings.cimd.allow_http_loopback and lowered.startswith("http://"))
 
 
+def comparable_host(host: str) -> str:
+    """Return a host name in the form the domain lists compare: IDNA-encoded as yarl does, lower-case, no trailing dot.
+
+    yarl applies this encoding (IDNA 2008 with the UTS 46 mapping) to every URL
+    aiohttp fetches. So a list entry and a client_id host that differ only in
+    case, character width, Unicode form or a trailing dot compare equal here.
+    """
+    try:
+        encoded = yarl.URL.build(scheme="https", host=host).raw_host or host
+    except ValueError:  # also UnicodeError. yarl cannot encode this name, so it is compared as written.
+        encoded = host
+    return encoded.lower().rstrip(".")
+
+
 def _host_matches(host: str, domains: tuple[str, ...]) -> bool:
-    return any(host == domain.lower() or host.endswith("." + domain.lower()) for domain in domains)
+    for domain in domains:
+        entry = comparable_host(domain)
+        if host == entry or host.endswith("." + entry):
+            return True
+    return False
 
 
-def check_url(url: str, settings: Settings) -> urllib.parse.SplitResult:
-    """Check the document URL before anything is resolved or fetched.
+def check_domain(host: str, settings: Settings) -> None:
+    """Apply ``cimd.denied_domains`` and ``cimd.allowed_domains`` to a host name.
+
+    Raises:
+        DocumentRejected: the host or a parent domain is denied, or an allow list exists and excludes it.
+    """
+    host = comparable_host(host)
+    denied = _host_matches(host, settings.cimd.denied_domains)
+    if denied or (settings.cimd.allowed_domains and not _host_matches(host, settings.cimd.allowed_domains)):
+        raise DocumentRejected(f"documents from {host} are not accepted by this server")
+
+
+def check_url(url: str, settings: Settings) -> yarl.URL:
+    """Check the document URL before anything is resolved or fetched; return it as aiohttp will request it.
+
+    Every host rule applies to the host yarl produces, because that is the host
+    aiohttp resolves and connects to (see comparable_host).
 
     Raises:
         DocumentRejected: not https (or loopback http when allowed), a fragment,
-            credentials, no path, or a host the domain lists exclude.
+            credentials, no path, a space or a control, format or unassigned
+            character, a host that is neither a DNS name nor an IP address, or
+            a host the domain lists exclude.
     """
+    from frontauth.endpoints.register import hidden_character
+
+    # SECURITY: yarl drops a tab inside the host and percent-encodes other
+    # characters, so the URL fetched could differ from the text shown and compared.
+    if hidden_character(url) is not None or any(character.isspace() for character in url):
+        raise DocumentRejected("the client_id URL contains a space or a control, format or unassigned character")
     try:
         parts = urllib.parse.urlsplit(url)
-        _ = parts.port
-    except ValueError:
+        target = yarl.URL(url)
+        _ = target.port
+    except ValueError:  # UnicodeError too, for a host IDNA cannot encode
         raise DocumentRejected("the client_id is not a valid URL") from None
-    host = (parts.hostname or "").lower()
+    host = comparable_host(target.raw_host or "")
     if not host or parts.username is not None or parts.fragment or "#" in url:
         raise DocumentRejected("the client_id URL must have a host and no credentials or fragment")
-    if parts.path in ("", "/"):
+    if target.path in ("", "/"):
         raise DocumentRejected("the client_id URL must have a path")
-    if parts.scheme != "https" and not (parts.scheme == "http" and settings.cimd.allow_http_loopback):
+    if target.scheme != "https" and not (target.scheme == "http" and settings.cimd.allow_http_loopback):
         raise DocumentRejected("the client_id URL must use https")
-    if parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
+    if ":" not in host and not HOST_NAME.fullmatch(host):
+        raise DocumentRejected("the client_id URL host is not a valid host name")
+    if target.scheme == "http" and host not in LOOPBACK_NAMES:
         raise DocumentRejected("an http client_id URL must name a loopback host")
-    if _host_matches(host, settings.cimd.denied_domains):
-        raise DocumentRejected(f"documents from {host} are not accepted by this server")
-    if settings.cimd.allowed_domains and not _host_matches(host, settings.cimd.allowed_domains):
-        raise DocumentRejected(f"documents from {host} are not accepted by this server")
-    return parts
+    check_domain(host, settings)
+    return target
 
 
 def check_address(address: str, settings: Settings) -> None:
@@ -139,6 +188,8 @@ class CheckedResolver(AbstractResolver):
         self._resolver = DefaultResolver()
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        # check_url applied the domain lists already. This applies them to the exact name aiohttp resolves.
+        check_domain(host, self._settings)
         results = await self._resolver.resolve(host, port, family)
         for result in results:
             check_address(result["host"], self._settings)
@@ -174,24 +225,24 @@ async def fetch(url: str, settings: Settings) -> tuple[dict[str, object], float]
     Raises:
         DocumentRejected: every failure, with the reason.
     """
-    parts = check_url(url, settings)
-    host = parts.hostname or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        # aiohttp connects to an IP literal without calling the resolver, so it is checked here.
-        check_address(host, settings)
+    origin = check_url(url, settings)
+    host = origin.raw_host or ""
+    # aiohttp connects without calling the resolver to a host that looks like an
+    # IP address (a colon, or only digits and dots), so such a host is checked here.
+    if ":" in host or host.rstrip(".").replace(".", "").isdigit():
+        try:
+            check_address(host, settings)
+        except ValueError:
+            raise DocumentRejected("the client_id URL host is not a valid IP address") from None
     connector = aiohttp.TCPConnector(resolver=CheckedResolver(settings), use_dns_cache=False)
     timeout = aiohttp.ClientTimeout(total=settings.cimd.timeout)
-    current = url
+    current = origin
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             for _ in range(MAX_REDIRECTS + 1):
                 async with session.get(current, allow_redirects=False, headers={"Accept": "application/json"}) as response:
                     if response.status in REDIRECT_STATUSES:
-                        current = _same_origin_redirect(parts, current, response.headers.get("Location", ""))
+                        current = _same_origin_redirect(origin, current, response.headers.get("Location", ""))
                         continue
                     if response.status != 200:
                         raise DocumentRejected(f"fetching the client metadata document returned HTTP {response.status}")
@@ -213,15 +264,16 @@ async def fetch(url: str, settings: Settings) -> tuple[dict[str, object], float]
     return document, lifetime
 
 
-def _same_origin_redirect(origin: urllib.parse.SplitResult, current: str, location: str) -> str:
-    target = urllib.parse.urlsplit(urllib.parse.urljoin(current, location))
-    same = (target.scheme, (target.hostname or "").lower(), target.port) == (
-        origin.scheme, (origin.hostname or "").lower(), origin.port
-    )
+def _same_origin_redirect(origin: yarl.URL, current: yarl.URL, location: str) -> yarl.URL:
+    try:
+        target = current.join(yarl.URL(location))
+        same = (target.scheme, target.raw_host, target.port) == (origin.scheme, origin.raw_host, origin.port)
+    except ValueError:  # UnicodeError too
+        raise DocumentRejected("the client metadata document redirects to an invalid URL") from None
     # SECURITY: a redirect to another host would bypass the domain lists and the address check.
-    if not same or target.username is not None:
+    if not same or target.raw_user is not None or target.raw_password is not None:
         raise DocumentRejected("the client metadata document redirects to another host")
-    return urllib.parse.urlunsplit(target)
+    return target
 
 
 def client_from_document(url: str, document: dict[str, object], settings: Settings) -> ClientRecord:
@@ -239,8 +291,12 @@ def client_from_document(url: str, document: dict[str, object], settings: Settin
     if method != "none":
         raise DocumentRejected("a client metadata document client must use token_endpoint_auth_method none")
     metadata = {**document, "token_endpoint_auth_method": "none"}
-    # check_metadata reads only services.settings.
-    record = check_metadata(types.SimpleNamespace(settings=settings), metadata)  # type: ignore[arg-type]
+    try:
+        # check_metadata reads only services.settings.
+        record = check_metadata(types.SimpleNamespace(settings=settings), metadata)  # type: ignore[arg-type]
+    except OAuthError as exc:
+        # Registration's error classes become DocumentRejected, for a cached document too.
+        raise DocumentRejected(exc.description) from None
     return attrs.evolve(record, client_id=url, dynamic=False)
 
 
@@ -262,6 +318,8 @@ class DocumentClients:
         """
         cached = await self._stores.driver.get(self._key(url))
         if cached is not None:
+            # The URL rules apply to a cached document as well: it may predate a rule or a domain list entry.
+            check_url(url, self._settings)
             entry = json.loads(cached)
             if "error" in entry:
                 raise DocumentRejected(entry["error"])

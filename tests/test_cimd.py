@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
+import socket
 
 import pytest
 from aiohttp import web
 
+from frontauth import cimd
 from frontauth.app import create_app
+from frontauth.appkeys import SERVICES
 from frontauth.drivers.memory import MemoryDriver
 from tests.oauth_checks import error_page
+from frontauth.tokens import digest
 from tests.oauth_flow import REDIRECT_URI, Client, authorize_params, exchange, get_code, new_pkce, refresh
 
 TEST_TOML = "[ratelimit]\nenabled = false\n[cimd]\nallow_http_loopback = true\ntimeout = 0.5\nmax_bytes = 2048\n"
@@ -58,6 +63,10 @@ async def documents(aiohttp_server):
             return web.json_response(document_for(url, redirect_uris=["http://evil.example/cb"]))
         if name == "secret":
             return web.json_response(document_for(url, token_endpoint_auth_method="client_secret_basic"))
+        if name == "right-to-left":
+            return web.json_response(document_for(url, client_name="Good App\u202egnp.exe"))
+        if name == "nul-contact":
+            return web.json_response(document_for(url, contacts=["admin\u0000@app.example"]))
         raise web.HTTPNotFound()
 
     app = web.Application()
@@ -121,6 +130,9 @@ async def test_same_host_redirect_followed(http, documents):
         pytest.param("missing", "fetching the client metadata document returned HTTP 404", id="not-found"),
         pytest.param("web-redirect", "redirect URIs must use https, or http on a loopback address", id="bad-redirect-uri"),
         pytest.param("secret", "a client metadata document client must use token_endpoint_auth_method none", id="secret"),
+        pytest.param("right-to-left", "client_name contains U+202E, a control, format or unassigned character",
+                     id="name-right-to-left-override"),
+        pytest.param("nul-contact", "contacts contains U+0000, a control, format or unassigned character", id="nul-contact"),
     ],
 )
 async def test_bad_document_rejected_once(http, documents, name, description):
@@ -186,3 +198,150 @@ async def test_domain_outside_allow_list_rejected(aiohttp_client, make_settings,
     http = await aiohttp_client(create_app(make_settings(toml), driver=MemoryDriver(cleanup_interval=0)))
     page = await rejected_page(http, doc_url(documents, "good"))
     assert page["description"] == "documents from 127.0.0.1 are not accepted by this server"
+
+
+async def test_cached_document_checked_again(http):
+    # A document cached before a rule existed is held to the rule when it is read back.
+    url = "http://127.0.0.1:9/docs/cached"
+    services = http.app[SERVICES]
+    entry = {"document": document_for(url, client_name="x\u0000y")}
+    await services.driver.set(services.stores.key("cimd", digest(url)), json.dumps(entry).encode(), 300)
+    page = await rejected_page(http, url)
+    assert page["title"] == "Client metadata document rejected"
+    assert page["description"] == "client_name contains U+0000, a control, format or unassigned character"
+
+
+# --- host normalisation ----------------------------------------------------------------
+# yarl, and so aiohttp, encodes the host with IDNA 2008 and the UTS 46 mapping
+# before it resolves it, and a trailing dot names the same DNS name.
+
+DENY_EVIL = TEST_TOML + 'denied_domains = ["evil.example", "fa\u00df.de"]\n'
+NOT_ACCEPTED = "documents from {} are not accepted by this server"
+
+
+class RecordingResolver:
+    """Stands in for aiohttp's DefaultResolver: records each host and answers 127.0.0.1, with no DNS query."""
+
+    hosts: list[str] = []
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[dict]:
+        self.hosts.append(host)
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET, "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def resolved_hosts(monkeypatch) -> list[str]:
+    """Replace name resolution for document fetches; return the list of hosts resolved."""
+    hosts: list[str] = []
+    monkeypatch.setattr(RecordingResolver, "hosts", hosts)
+    monkeypatch.setattr(cimd, "DefaultResolver", RecordingResolver)
+    return hosts
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        pytest.param("https://\uff45vil.example/c", "evil.example", id="fullwidth-letter"),
+        pytest.param("https://evil.example./c", "evil.example", id="trailing-dot"),
+        pytest.param("https://EVIL.Example/c", "evil.example", id="upper-case"),
+        pytest.param("https://evil\u3002example/c", "evil.example", id="ideographic-full-stop"),
+        pytest.param("https://api.\uff45vil.example./c", "api.evil.example", id="subdomain"),
+        pytest.param("https://xn--fa-hia.de/c", "xn--fa-hia.de", id="punycode-of-unicode-entry"),
+        pytest.param("https://fa\u00df.de/c", "xn--fa-hia.de", id="unicode-of-unicode-entry"),
+    ],
+)
+def test_denied_domain_matches_normalised_host(make_settings, url, host):
+    with pytest.raises(cimd.DocumentRejected) as raised:
+        cimd.check_url(url, make_settings(DENY_EVIL))
+    assert raised.value.description == NOT_ACCEPTED.format(host)
+
+
+@pytest.mark.parametrize(
+    ("url", "raw_host"),
+    [
+        pytest.param("https://\uff43lients.example/c", "clients.example", id="fullwidth-letter"),
+        pytest.param("https://Clients.Example./c", "clients.example.", id="trailing-dot"),
+        pytest.param("https://api.clients.example/c", "api.clients.example", id="subdomain"),
+    ],
+)
+def test_allowed_domain_matches_normalised_host(make_settings, url, raw_host):
+    settings = make_settings('[cimd]\nallowed_domains = ["clients.example"]\n')
+    assert cimd.check_url(url, settings).raw_host == raw_host
+
+
+def test_allowed_domain_excludes_lookalike(make_settings):
+    settings = make_settings('[cimd]\nallowed_domains = ["clients.example"]\n')
+    with pytest.raises(cimd.DocumentRejected) as raised:
+        cimd.check_url("https://clients.example.evil.example/c", settings)
+    assert raised.value.description == NOT_ACCEPTED.format("clients.example.evil.example")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("https://evil.exam\tple/c", id="tab-in-host"),
+        pytest.param("https://evil.example/c\u0000", id="nul-in-path"),
+        pytest.param("https://app.example/\u202eclient.json", id="right-to-left-override"),
+        pytest.param("https://app.example/my client.json", id="space"),
+    ],
+)
+def test_url_with_hidden_character_rejected(make_settings, url):
+    with pytest.raises(cimd.DocumentRejected) as raised:
+        cimd.check_url(url, make_settings(DENY_EVIL))
+    assert raised.value.description == "the client_id URL contains a space or a control, format or unassigned character"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("https://%65vil.example/c", id="percent-encoded"),
+        pytest.param("https://evil_example!/c", id="punctuation"),
+    ],
+)
+def test_host_outside_dns_syntax_rejected(make_settings, url):
+    with pytest.raises(cimd.DocumentRejected) as raised:
+        cimd.check_url(url, make_settings())
+    assert raised.value.description == "the client_id URL host is not a valid host name"
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        pytest.param("https://\uff45vil.example:{port}/docs/good", "evil.example", id="fullwidth-letter"),
+        pytest.param("https://evil.example.:{port}/docs/good", "evil.example", id="trailing-dot"),
+    ],
+)
+async def test_denied_normalised_host_never_resolved(aiohttp_client, make_settings, documents, resolved_hosts, url, host):
+    http = await aiohttp_client(create_app(make_settings(DENY_EVIL), driver=MemoryDriver(cleanup_interval=0)))
+    page = await rejected_page(http, url.format(port=documents.port))
+    assert page["description"] == NOT_ACCEPTED.format(host)
+    assert resolved_hosts == []
+    assert documents.hits["good"] == 0
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example.", "api.evil.example", "EVIL.example"])
+async def test_resolver_applies_domain_lists(make_settings, resolved_hosts, host):
+    resolver = cimd.CheckedResolver(make_settings(DENY_EVIL))
+    with pytest.raises(cimd.DocumentRejected) as raised:
+        await resolver.resolve(host, 443)
+    assert raised.value.description == NOT_ACCEPTED.format(host.lower().rstrip("."))
+    assert resolved_hosts == []
+
+
+async def test_resolver_resolves_allowed_host(make_settings, resolved_hosts):
+    resolver = cimd.CheckedResolver(make_settings(DENY_EVIL))
+    results = await resolver.resolve("clients.example", 443)
+    assert [result["host"] for result in results] == ["127.0.0.1"]
+    assert resolved_hosts == ["clients.example"]
+
+
+async def test_fullwidth_loopback_address_rejected(aiohttp_client, make_settings, documents, resolved_hosts):
+    # yarl maps fullwidth digits to 127.0.0.1, an IP address that aiohttp connects to without the resolver.
+    http = await aiohttp_client(create_app(make_settings("[cimd]\ntimeout = 0.5\n"), driver=MemoryDriver(cleanup_interval=0)))
+    url = f"https://\uff11\uff12\uff17.\uff10.\uff10.\uff11:{documents.port}/docs/good"
+    page = await rejected_page(http, url)
+    assert page["description"] == "the client_id URL resolves to a private or internal address"
+    assert resolved_hosts == []
