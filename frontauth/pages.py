@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import os
 import typing
+import unicodedata
 import urllib.parse
 
 import aiohttp_jinja2
 import jinja2
+import yarl
 from aiohttp import web
 
 from frontauth import cimd
 from frontauth.appkeys import SERVICES
 from frontauth.clients import is_loopback_host
 from frontauth.config import LOGO_TYPES, Settings
+from frontauth.endpoints.register import HIDDEN_CATEGORIES
 from frontauth.responses import IMG_SRC
 from frontauth.stores import ClientRecord
 
@@ -113,7 +116,7 @@ def describe_client(request: web.Request, client: ClientRecord, configured: bool
         parts = urllib.parse.urlsplit(logo)
         request[IMG_SRC] = f"https://{parts.netloc}"
     return {
-        "name": client.client_name or client.client_id,
+        "name": _visible(client.client_name or client.client_id),
         "verified": verified,
         "uri": uri,
         "uri_host": urllib.parse.urlsplit(uri).netloc if uri else None,
@@ -123,25 +126,33 @@ def describe_client(request: web.Request, client: ClientRecord, configured: bool
     }
 
 
+def _visible(name: str) -> str:
+    """Replace the characters registration rejects with U+FFFD, for a client stored before that rule."""
+    return "".join("\ufffd" if unicodedata.category(c) in HIDDEN_CATEGORIES else c for c in name)
+
+
 def _document_host(request: web.Request, client_id: str) -> str | None:
-    """Return the host (and port) of a metadata document client_id, or None for any other client."""
+    """Return the host of a metadata document client_id, with its port unless that is the default, else None.
+
+    The host is the one aiohttp contacts: yarl's IDNA 2008 encoding, which
+    stays in punycode, so a look-alike letter from another script cannot pass
+    for a known host. Python's own ``idna`` codec is IDNA 2003 and maps ß to
+    ss, so for ``faß.de`` it would show ``fass.de`` while the fetch goes to
+    ``xn--fa-hia.de``.
+    """
     if not cimd.is_document_url(client_id, request.app[SERVICES].settings):
         return None
     try:
-        parts = urllib.parse.urlsplit(client_id)
-        port = parts.port
-    except ValueError:
+        url = yarl.URL(client_id)
+        port = url.port
+    except ValueError:  # UnicodeError too
         return None
-    host = parts.hostname or ""
+    host = url.raw_host
+    if not host:
+        return None
     if ":" in host:
         host = f"[{host}]"
-    elif not host.isascii():
-        # Punycode, so that a look-alike letter from another script cannot pass for a known host.
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    return f"{host}:{port}" if port is not None else host or None
+    return host if url.is_default_port() else f"{host}:{port}"
 
 
 def _local_only(redirect_uris: typing.Sequence[str]) -> bool:

@@ -675,7 +675,7 @@ async def consent_text(http, client) -> tuple[str, typing.Any]:
 async def test_configured_client_shown_verified(aiohttp_client, make_settings):
     http = await start_app(aiohttp_client, make_settings(CONFIGURED_CLIENT))
     text, response = await consent_text(http, Client("portal"))
-    assert '<p class="client-name">Example Portal</p>' in text
+    assert '<p class="client-name"><bdi>Example Portal</bdi></p>' in text
     assert 'class="unverified"' not in text
     assert '<a href="https://portal.example.com/about" rel="noopener noreferrer" target="_blank">portal.example.com</a>' in text
     assert '<img class="client-logo" src="https://cdn.example.com/portal.png"' in text
@@ -686,7 +686,7 @@ async def test_registered_client_shown_unverified(http):
     client = await register(http, client_name="Example Portal", client_uri="https://portal.example.com/",
                             logo_uri="https://cdn.example.com/portal.png")
     text, response = await consent_text(http, client)
-    assert '<p class="client-name">Example Portal <span class="unverified">unverified</span></p>' in text
+    assert '<p class="client-name"><bdi>Example Portal</bdi> <span class="unverified">unverified</span></p>' in text
     assert "This application chose its own name, and nobody has checked it." in text
     assert "portal.example.com" not in text
     assert "cdn.example.com" not in text
@@ -710,11 +710,16 @@ async def cache_document(http, url: str, redirect_uri: str) -> Client:
     ("https://app.example.com/oauth/client.json", "app.example.com"),
     ("https://App.Example.com:8443/client.json", "app.example.com:8443"),
     ("https://b\u00fccher.example/client.json", "xn--bcher-kva.example"),
+    # IDNA 2008, as yarl encodes the host that aiohttp connects to. IDNA 2003 would show fass.de.
+    ("https://fa\u00df.de/client.json", "xn--fa-hia.de"),
+    ("https://\uff41pp.example.com/client.json", "app.example.com"),
+    ("https://app.example.com:443/client.json", "app.example.com"),
+    ("https://[2001:db8::1]:8443/client.json", "[2001:db8::1]:8443"),
 ])
 async def test_document_client_shows_its_host(http, url, host):
     client = await cache_document(http, url, HTTPS_REDIRECT_URI)
     text, _ = await consent_text(http, client)
-    assert '<p class="client-name">Document App <span class="unverified">unverified</span></p>' in text
+    assert '<p class="client-name"><bdi>Document App</bdi> <span class="unverified">unverified</span></p>' in text
     assert f'<p class="client-document">Described by a document on <strong>{host}</strong></p>' in text
     assert "local-notice" not in text
 
@@ -745,7 +750,7 @@ async def test_configured_https_client_not_marked_local(aiohttp_client, make_set
                                            f'redirect_uris = ["{HTTPS_REDIRECT_URI}"]')
     http = await start_app(aiohttp_client, make_settings(configured))
     text, _ = await consent_text(http, Client("portal", redirect_uri=HTTPS_REDIRECT_URI))
-    assert '<p class="client-name">Example Portal</p>' in text
+    assert '<p class="client-name"><bdi>Example Portal</bdi></p>' in text
     assert 'class="local"' not in text
     assert "local-notice" not in text
     assert "client-document" not in text
@@ -814,6 +819,25 @@ async def test_pages_carry_no_inline_code(http):
         assert ' href="http' not in text
 
 
+@pytest.mark.parametrize(("client_name", "shown"), [
+    ("Good App\u202egnp.exe", "Good App\ufffdgnp.exe"),
+    ("x\u0000y\u0007", "x\ufffdy\ufffd"),
+    ("\u05e2\u05d5\u05e8\u05da", "\u05e2\u05d5\u05e8\u05da"),
+])
+async def test_stored_client_name_isolated(http, client_name, shown):
+    # Registration now rejects these characters; a client stored before that still reaches the pages.
+    record = ClientRecord(client_id="old-client", redirect_uris=[REDIRECT_URI], client_name=client_name, dynamic=True)
+    assert await http.app[SERVICES].stores.create_client(record)
+    client = Client(record.client_id)
+    location, _ = await begin(http, client)
+    sign_in_page = await (await http.get(local_path(location))).text()
+    consent_page, _ = await consent_text(http, client)
+    for text in (sign_in_page, consent_page):
+        assert f'<p class="client-name"><bdi>{shown}</bdi> <span class="unverified">unverified</span></p>' in text
+        assert "\u202e" not in text
+        assert "\u0000" not in text
+
+
 async def test_stored_client_not_configured_unverified(http):
     # Stored but not registered here, as a client from a client ID metadata document is.
     record = ClientRecord(client_id="stored-client", redirect_uris=[REDIRECT_URI],
@@ -821,7 +845,7 @@ async def test_stored_client_not_configured_unverified(http):
                           logo_uri="https://app.example.com/logo.png", dynamic=False)
     assert await http.app[SERVICES].stores.create_client(record)
     text, response = await consent_text(http, Client(record.client_id))
-    assert '<p class="client-name">Example App <span class="unverified">unverified</span></p>' in text
+    assert '<p class="client-name"><bdi>Example App</bdi> <span class="unverified">unverified</span></p>' in text
     assert "app.example.com/logo.png" not in text
     assert 'href="https://app.example.com/"' not in text
     assert "img-src 'self';" in response.headers["Content-Security-Policy"]
