@@ -107,6 +107,28 @@ def _log_rejection(request: web.Request, error: errors.OAuthError) -> None:
         logger.debug("rejected %s detail: %s", request.path, error.detail)
 
 
+def _is_protocol_path(path: str) -> bool:
+    """Return whether a path belongs to the OAuth endpoints or the discovery documents."""
+    return path.startswith("/oauth/") or "/.well-known/" in path
+
+
+def _render_routing_error(request: web.Request, exc: web.HTTPException) -> web.StreamResponse:
+    """Render the router's 404 or 405 for a protocol path as an invalid_request error."""
+    allowed = ", ".join(sorted(exc.allowed_methods)) if isinstance(exc, web.HTTPMethodNotAllowed) else ""
+    if allowed:
+        error = errors.InvalidRequest(f"this endpoint accepts {allowed} only", detail=request.method)
+        error.status = 405
+    else:
+        error = errors.InvalidRequest("no endpoint or document at this path")
+        error.status = 404
+    _log_rejection(request, error)
+    response = render_error(request, error)
+    if allowed:
+        # RFC 9110 §15.5.6: a 405 response lists the supported methods in Allow.
+        response.headers["Allow"] = allowed
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: typing.Callable[..., typing.Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Render every OAuthError, storage outage and unexpected exception."""
@@ -147,6 +169,10 @@ async def error_middleware(request: web.Request, handler: typing.Callable[..., t
             error = errors.InvalidRequest("the request body cannot be decoded", detail=exc.text)
             _log_rejection(request, error)
             return render_error(request, error)
+        if exc.status in (404, 405) and _is_protocol_path(request.path):
+            # The router's plain-text 404 and 405 become the endpoint's own
+            # form: JSON with no-store on API paths, the error page on browser paths.
+            return _render_routing_error(request, exc)
         raise
     except ConnectionResetError:
         # The client disconnected mid-request, so no response can reach it.
