@@ -49,6 +49,12 @@ async def test_resource_metadata_at_root(http):
     assert document["resource"] == ISSUER + "/mcp"
 
 
+async def test_resource_metadata_claims_no_response_signing(http):
+    """RFC 9728 §2: resource_signing_alg_values_supported is for signed resource responses, which frontauth has none of."""
+    document = await json_of(http, "/.well-known/oauth-protected-resource")
+    assert "resource_signing_alg_values_supported" not in document
+
+
 async def test_resource_metadata_per_resource(two_resources):
     first = await json_of(two_resources, "/.well-known/oauth-protected-resource/mcp")
     second = await json_of(two_resources, "/.well-known/oauth-protected-resource/files/mcp")

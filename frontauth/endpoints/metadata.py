@@ -26,6 +26,7 @@ from aiohttp import web
 
 from frontauth.appkeys import SERVICES
 from frontauth.identifiers import canonical, find_resource, path_of
+from frontauth.responses import json_response
 from frontauth.services import Services
 
 CACHE = {"Cache-Control": "public, max-age=300"}
@@ -135,7 +136,7 @@ def resource_not_found(services: Services, description: str) -> web.Response:
     if elsewhere:
         listed = ", ".join(f"{resource} at {well_known_url(resource)}" for resource in elsewhere)
         description += f"; resources on other origins publish their own metadata (RFC 9728 section 3.1): {listed}"
-    return web.json_response({"error": "not_found", "error_description": description}, status=404)
+    return json_response({"error": "not_found", "error_description": description}, status=404)
 
 
 def well_known_url(resource: str) -> str:
@@ -152,7 +153,8 @@ def protected_resource_metadata(services: Services, resource: str) -> dict[str, 
         "authorization_servers": [settings.issuer],
         "scopes_supported": sorted(settings.scopes),
         "bearer_methods_supported": ["header"],
-        "resource_signing_alg_values_supported": [services.keys.alg],
+        # No resource_signing_alg_values_supported: RFC 9728 §2 defines it as the
+        # algorithms the resource signs its responses with, and it signs none.
     }
 
 
