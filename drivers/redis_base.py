@@ -264,8 +264,42 @@ def check_window(window: float, limit: int) -> None:
         raise ValueError(f"expected window > 0 and limit >= 1, got window={window}, limit={limit}")
 
 
+def hit_arguments(window: float, limit: int, now: float, consume: bool) -> list[typing.Any]:
+    """Build ARGV of ``SLIDING_WINDOW_SCRIPT``, with a fresh member id for this request.
+
+    Raises:
+        ValueError: the window or the limit is invalid.
+    """
+    check_window(window, limit)
+    return [float(now), float(window), int(limit), "1" if consume else "0", os.urandom(12).hex()]
+
+
+def hit_and_get_arguments(window: float, limit: int, now: float) -> list[typing.Any]:
+    """Build ARGV of ``HIT_AND_GET_SCRIPT``, with a fresh member id for this request.
+
+    Raises:
+        ValueError: the window or the limit is invalid.
+    """
+    check_window(window, limit)
+    return [float(now), float(window), int(limit), os.urandom(12).hex()]
+
+
+def window_state(reply: typing.Sequence[typing.Any], limit: int) -> WindowState:
+    """Convert the first three values that hit() returns into a WindowState."""
+    allowed, count, retry_after = reply[0], reply[1], reply[2]
+    return WindowState(allowed=bool(allowed), count=int(count), limit=limit, retry_after=float(retry_after))
+
+
+def hit_and_get_result(
+    reply: typing.Sequence[typing.Any], limit: int, key_count: int
+) -> tuple[WindowState, list[bytes | None]]:
+    """Convert a ``HIT_AND_GET_SCRIPT`` reply; a rejected request gets None for every key."""
+    state = window_state(reply, limit)
+    return state, list(reply[3]) if state.allowed else [None] * key_count
+
+
 class RedisCommands:
-    """The Driver operations over a redis-py asyncio client or cluster client.
+    """The Driver operations over a redis-py asyncio client; the cluster driver builds on it.
 
     Subclasses pass the client and may override :meth:`_run` to wrap every
     command, for example to cap how many run at once.
@@ -327,21 +361,16 @@ class RedisCommands:
     async def hit(
         self, key: str, window: float, limit: int, now: float, consume: bool = True
     ) -> WindowState:
-        check_window(window, limit)
-        args = [float(now), float(window), int(limit), "1" if consume else "0", os.urandom(12).hex()]
-        allowed, count, retry_after = await self._call("hit", self._hit_script, keys=[key], args=args)
-        return WindowState(allowed=bool(allowed), count=int(count), limit=limit, retry_after=float(retry_after))
+        args = hit_arguments(window, limit, now, consume)
+        reply = await self._call("hit", self._hit_script, keys=[key], args=args)
+        return window_state(reply, limit)
 
     async def hit_and_get(
         self, window_key: str, window: float, limit: int, now: float, keys: typing.Sequence[str]
     ) -> tuple[WindowState, list[bytes | None]]:
-        check_window(window, limit)
-        args = [float(now), float(window), int(limit), os.urandom(12).hex()]
-        allowed, count, retry_after, values = await self._call(
-            "hit_and_get", self._hit_and_get_script, keys=[window_key, *keys], args=args
-        )
-        state = WindowState(allowed=bool(allowed), count=int(count), limit=limit, retry_after=float(retry_after))
-        return state, list(values) if state.allowed else [None] * len(keys)
+        args = hit_and_get_arguments(window, limit, now)
+        reply = await self._call("hit_and_get", self._hit_and_get_script, keys=[window_key, *keys], args=args)
+        return hit_and_get_result(reply, limit, len(keys))
 
     async def ping(self) -> None:
         await self._call("ping", self._client.ping)
