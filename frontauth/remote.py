@@ -153,7 +153,8 @@ async def _token_request(upstream: Upstream, form: dict[str, str], purpose: str)
         ) from None
     try:
         document = json.loads(body) if len(body) <= _MAX_TOKEN_RESPONSE else None
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: the json module gives up on deeply nested arrays or objects.
         document = None
     if status != 200 or not isinstance(document, dict) or not isinstance(document.get("access_token"), str):
         upstream_error = document.get("error") if isinstance(document, dict) else None
@@ -192,7 +193,7 @@ async def validate_id_token(services: Services, id_token: str, nonce: str) -> di
     except KeySetUnavailable:
         raise UpstreamError(errors.TemporarilyUnavailable("the identity provider's keys cannot be loaded",
                                                           redirectable=True), "upstream key set unavailable") from None
-    except (JoseError, ValueError, TypeError, UnicodeError):
+    except (JoseError, ValueError, TypeError, UnicodeError, RecursionError):
         raise _invalid_id_token("malformed") from None
     if not isinstance(claims, dict):
         raise _invalid_id_token("malformed")
@@ -241,7 +242,7 @@ async def fetch_userinfo(services: Services, access_token: str, subject: str | N
             if response.status != 200:
                 raise FetchError(f"HTTP {response.status}")
             document = await response.json(content_type=None)
-    except (FetchError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+    except (FetchError, aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
         logger.warning("upstream userinfo not used: %s", type(exc).__name__ if not isinstance(exc, FetchError) else exc)
         return {}
     # SECURITY: OpenID Connect Core §5.3.2: userinfo of another subject must not be used.

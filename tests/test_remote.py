@@ -186,6 +186,33 @@ async def test_failed_exchange_reaches_client(
     assert params["error_description"] == description
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 30000 + b"]" * 30000, b'{"access_token": "' + b"a" * (1024 * 1024) + b'"}'],
+    ids=["deeply-nested", "over-size-limit"],
+)
+async def test_unusable_token_response_reaches_client(
+    make_client: typing.Any, stub: UpstreamStub, aiohttp_server: typing.Any, body: bytes
+) -> None:
+    """A token response the JSON parser cannot take becomes server_error at the client, never a 500."""
+    from aiohttp import web
+
+    async def token(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    broken = await aiohttp_server(app)
+    client = await make_client(f'token_endpoint = "http://127.0.0.1:{broken.port}/token"\n')
+
+    response = await sign_in(client, stub)
+
+    assert response.status == 302
+    params = query(response.headers["Location"])
+    assert params["error"] == "server_error"
+    assert params["error_description"] == "the identity provider did not complete the sign-in"
+
+
 async def test_missing_id_token_uses_userinfo_subject(make_client: typing.Any, stub: UpstreamStub) -> None:
     client = await make_client()
     stub.token_fault = "no_id_token"
@@ -281,6 +308,29 @@ async def test_userinfo_fills_session_profile(make_client: typing.Any, stub: Ups
 
     assert session.email == "alice@idp.example"
     assert session.name == "Alice Upstream"
+
+
+async def test_deeply_nested_userinfo_is_ignored(
+    make_client: typing.Any, stub: UpstreamStub, aiohttp_server: typing.Any
+) -> None:
+    """Userinfo the JSON parser cannot take is skipped; the ID token still signs the user in."""
+    from aiohttp import web
+
+    async def userinfo(request: web.Request) -> web.Response:
+        return web.Response(body=b"[" * 30000 + b"]" * 30000, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/userinfo", userinfo)
+    broken = await aiohttp_server(app)
+    client = await make_client(f'use_userinfo = true\nuserinfo_endpoint = "http://127.0.0.1:{broken.port}/userinfo"\n')
+
+    response = await sign_in(client, stub)
+
+    assert response.status == 302
+    assert "code" in query(response.headers["Location"])
+    session = await client.app[SERVICES].stores.get_session(session_id_of(client))
+    assert session.subject == "alice"
+    assert session.email is None
 
 
 async def test_expiring_token_refreshed_once_under_concurrency(make_client: typing.Any, stub: UpstreamStub) -> None:
