@@ -26,12 +26,41 @@ from frontauth.endpoints.metadata import origin_of, well_known_url
 from frontauth.keys import PRIVATE_MEMBERS
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
+# Largest response body a probe reads. frontauth's documents are a few kilobytes,
+# and the cap keeps a hostile or broken server from filling the memory of check.
+MAX_BODY = 1024 * 1024
 PROBE_REDIRECT_URI = "http://127.0.0.1/frontauth-check"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+
+
+class BodyTooLarge(Exception):
+    """A probed response body exceeded MAX_BODY."""
+
+
+async def read_body(response: aiohttp.ClientResponse) -> bytes:
+    """Read a response body of at most MAX_BODY bytes, or raise BodyTooLarge."""
+    if (response.content_length or 0) > MAX_BODY:
+        raise BodyTooLarge(f"the body is over {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise BodyTooLarge(f"the body is over {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> typing.Any:
+    """Return the JSON value of a body, or None when it is not JSON or nests too deeply for the json module."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 class Probe:
@@ -53,23 +82,20 @@ class Probe:
 
     async def get(self, path: str) -> tuple[aiohttp.ClientResponse, bytes]:
         async with self.session.get(self.url_for(path), ssl=self.tls, allow_redirects=False) as response:
-            return response, await response.read()
+            return response, await read_body(response)
 
 
 async def _json(probe: Probe, item: str, path: str) -> tuple[dict[str, typing.Any] | None, aiohttp.ClientResponse | None]:
     """GET a JSON document; record a failure and return None when it is not served."""
     try:
         response, body = await probe.get(path)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError, BodyTooLarge) as exc:
         probe.add(item, FAIL, f"GET {path} failed: {type(exc).__name__}: {exc}")
         return None, None
     if response.status != 200:
         probe.add(item, FAIL, f"GET {path} answered {response.status}, expected 200")
         return None, response
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = None
+    document = parse_json(body)
     if not isinstance(document, dict):
         probe.add(item, FAIL, f"GET {path} did not return a JSON object")
         return None, response
@@ -116,10 +142,7 @@ async def check_jwks(probe: Probe, jwks_uri: str) -> None:
 async def _get_document(probe: Probe, path: str) -> tuple[int, dict[str, typing.Any] | None]:
     """GET a document; return the status and the JSON object, or None when the body is not one."""
     response, body = await probe.get(path)
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = None
+    document = parse_json(body)
     return response.status, document if isinstance(document, dict) else None
 
 
@@ -169,7 +192,7 @@ async def check_protected_resource(probe: Probe, issuer: str, settings: config.S
                 return
         root = "/.well-known/oauth-protected-resource"
         status, document = await _get_document(probe, root)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError, BodyTooLarge) as exc:
         probe.add(item, FAIL, f"GET of the resource metadata failed: {type(exc).__name__}: {exc}")
         return
     others = f"; resources on other origins publish their own metadata: {', '.join(off_origin)}" if off_origin else ""
@@ -201,8 +224,8 @@ async def check_bogus_code(probe: Probe, token_endpoint: str, client_id: str | N
         async with probe.session.post(probe.url_for(token_endpoint), data=form, ssl=probe.tls) as response:
             status = response.status
             headers = response.headers
-            body = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            body = parse_json(await read_body(response))
+    except (aiohttp.ClientError, TimeoutError, BodyTooLarge) as exc:
         probe.add("bogus code", FAIL, f"token endpoint request failed: {type(exc).__name__}: {exc}")
         return
     error = body.get("error") if isinstance(body, dict) else None

@@ -511,3 +511,73 @@ async def test_probe_rejects_root_claiming_other_origin(aiohttp_server: typing.A
         "GET /.well-known/oauth-protected-resource names resource 'https://mcp.example.com/mcp', which is not on "
         f"{base_url}, so RFC 9728 section 3.3 clients discard it"
     )
+
+
+DEEP_JSON = b"[" * 100000 + b"]" * 100000
+
+
+async def serve_probe_target(aiohttp_server: typing.Any, body_of: typing.Callable[[], typing.Any]) -> str:
+    """Serve valid metadata whose JWKS, resource metadata and token endpoint send ``body_of()``; return the URL."""
+    from aiohttp import web
+
+    async def metadata(request: web.Request) -> web.Response:
+        issuer = f"http://127.0.0.1:{request.url.port}"
+        return web.json_response({"issuer": issuer, "jwks_uri": f"{issuer}/jwks", "token_endpoint": f"{issuer}/token",
+                                  "code_challenge_methods_supported": ["S256"]})
+
+    async def other(request: web.Request) -> web.StreamResponse:
+        return await body_of(request)
+
+    app = web.Application()
+    app.router.add_get("/.well-known/oauth-authorization-server", metadata)
+    app.router.add_get("/jwks", other)
+    app.router.add_get("/.well-known/oauth-protected-resource", other)
+    app.router.add_post("/token", other)
+    server = await aiohttp_server(app)
+    return f"http://127.0.0.1:{server.port}"
+
+
+async def test_probe_deeply_nested_json_fails(aiohttp_server: typing.Any) -> None:
+    from aiohttp import web
+
+    from frontauth.check_probes import probe
+
+    async def deep(request: web.Request) -> web.Response:
+        return web.Response(body=DEEP_JSON, content_type="application/json")
+
+    base_url = await serve_probe_target(aiohttp_server, deep)
+    findings = {finding.item: finding for finding in await probe(base_url, None)}
+    assert findings["served JWKS"].status == "fail"
+    assert findings["served JWKS"].reason == f"GET {base_url}/jwks did not return a JSON object"
+    assert findings["resource metadata"].status == "fail"
+    assert findings["resource metadata"].reason.endswith("is not a JSON object")
+    assert findings["bogus code"].status == "fail"
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_probe_body_over_limit_fails(aiohttp_server: typing.Any, chunked: bool) -> None:
+    from aiohttp import web
+
+    from frontauth.check_probes import MAX_BODY, probe
+
+    async def large(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = 2 * MAX_BODY
+        await response.prepare(request)
+        for _ in range(32):
+            await response.write(b" " * (MAX_BODY // 16))
+        await response.write_eof()
+        return response
+
+    base_url = await serve_probe_target(aiohttp_server, large)
+    findings = {finding.item: finding for finding in await probe(base_url, None)}
+    too_large = f"BodyTooLarge: the body is over {MAX_BODY} bytes"
+    assert findings["served JWKS"].status == "fail"
+    assert findings["served JWKS"].reason == f"GET {base_url}/jwks failed: {too_large}"
+    assert findings["resource metadata"].status == "fail"
+    assert findings["resource metadata"].reason == f"GET of the resource metadata failed: {too_large}"
+    assert findings["bogus code"].status == "fail"
+    assert findings["bogus code"].reason == f"token endpoint request failed: {too_large}"
