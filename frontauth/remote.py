@@ -131,6 +131,21 @@ async def refresh_tokens(upstream: Upstream, refresh_token: str) -> dict[str, ty
     return await _token_request(upstream, {"grant_type": "refresh_token", "refresh_token": refresh_token}, "refresh")
 
 
+async def read_limited(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read a body to its end, stopping once it exceeds ``limit`` bytes.
+
+    StreamReader.read(n) returns what has arrived, which may be fewer than n
+    bytes before the end of the body, so one call can cut a response short.
+    """
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 async def _token_request(upstream: Upstream, form: dict[str, str], purpose: str) -> dict[str, typing.Any]:
     client_id = upstream.settings.client_id or ""
     auth = None
@@ -144,7 +159,7 @@ async def _token_request(upstream: Upstream, form: dict[str, str], purpose: str)
     try:
         async with upstream.session.post(endpoint, data=form, auth=auth, timeout=upstream.timeout,
                                          allow_redirects=False, headers={"Accept": "application/json"}) as response:
-            body = await response.content.read(_MAX_TOKEN_RESPONSE + 1)
+            body = await read_limited(response.content, _MAX_TOKEN_RESPONSE)
             status = response.status
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise UpstreamError(

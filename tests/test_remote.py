@@ -375,3 +375,35 @@ async def test_login_page_absent_in_remote_mode(make_client: typing.Any) -> None
     response = await client.get("/oauth/login")
 
     assert response.status == 404
+
+
+async def test_read_limited_reads_body_arriving_in_parts() -> None:
+    """The second part arrives after the read has started, as a slow or chunked response does."""
+    import asyncio
+    from unittest import mock
+
+    from aiohttp import StreamReader
+
+    from frontauth.remote import read_limited
+
+    reader = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+    reader.feed_data(b'{"access_token": ')
+    reading = asyncio.create_task(read_limited(reader, 1024))
+    await asyncio.sleep(0)
+    reader.feed_data(b'"at"}')
+    reader.feed_eof()
+    assert await reading == b'{"access_token": "at"}'
+
+
+async def test_read_limited_stops_past_limit() -> None:
+    import asyncio
+    from unittest import mock
+
+    from aiohttp import StreamReader
+
+    from frontauth.remote import read_limited
+
+    reader = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+    reader.feed_data(b"a" * 5000)
+    reader.feed_eof()
+    assert len(await read_limited(reader, 1024)) == 1025
