@@ -170,8 +170,9 @@ def _run_loop(choice: str, main: typing.Coroutine[typing.Any, typing.Any, int]) 
             # Settings validation has already stopped start-up when "uvloop" was set explicitly.
             pass
         else:
-            logger.debug("event loop: uvloop %s", uvloop.__version__)
+            logger.info("event loop: uvloop %s", uvloop.__version__)
             return uvloop.run(main)
+    logger.info("event loop: asyncio%s", " (uvloop is not installed)" if choice == "auto" else "")
     return asyncio.run(main)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
+
+import pytest
 
 from frontauth import config
 from frontauth.users import UserDirectory, verify_password
-from tests.processes import run_frontauth
+from tests.processes import run_frontauth, start_frontauth
 
 
 def test_users_add_writes_scrypt_entry(tmp_path):
@@ -84,3 +87,26 @@ def test_users_add_escapes_quotes(tmp_path):
     assert result.returncode == 0, result.stderr
     users = tomllib.loads((tmp_path / "u.toml").read_text())["users"]
     assert users['we"ird\\name']["name"] == 'Dana "D" O\'Neil'
+
+
+@pytest.mark.parametrize(
+    ("choice", "hide_uvloop", "expected"),
+    [
+        ("asyncio", False, "event loop: asyncio\n"),
+        ("uvloop", False, "event loop: uvloop "),
+        ("auto", False, "event loop: uvloop "),
+        ("auto", True, "event loop: asyncio (uvloop is not installed)\n"),
+    ],
+    ids=["asyncio", "uvloop", "auto-with-uvloop", "auto-without-uvloop"],
+)
+def test_serve_logs_event_loop(tmp_path, choice, hide_uvloop, expected):
+    env = {"FRONTAUTH_SERVER_EVENT_LOOP": choice}
+    if hide_uvloop:
+        # A module of that name earlier on the path makes `import uvloop` fail as if it were not installed.
+        hidden = tmp_path / "hide"
+        hidden.mkdir()
+        (hidden / "uvloop.py").write_text('raise ImportError("uvloop is hidden in this test")\n')
+        env["PYTHONPATH"] = os.pathsep.join([str(hidden), *filter(None, [os.environ.get("PYTHONPATH")])])
+    server = start_frontauth(str(tmp_path), env=env)
+    server.stop()
+    assert expected in server.log()
