@@ -8,48 +8,53 @@ REDIS_PASSWORD), and then from the Redis defaults localhost and 6379. The
 
 The server must run Redis 6.2 or later, which added GETDEL and SET ... GET.
 
-Up to ``storage.pool_size`` connections are open at once. A command that finds
-them all busy waits for a free one for at most ``storage.command_timeout``.
-
-Commands that concurrent requests issue in the same turn of the event loop go
-to Redis as one pipeline (:class:`CommandBatcher`): one write and one read on
-one connection instead of one each per command. Redis still runs each command
-atomically, in the order they were issued. The pipeline has no MULTI, so it
-makes no command atomic with another.
+The driver sends every command over one long-lived connection
+(:class:`MultiplexedConnection`), so ``storage.pool_size`` does not apply to
+it. Commands that concurrent requests issue in the same turn of the event loop
+go out in one write, and one task reads the replies in the order the commands
+were sent. Redis still runs each command atomically, in that order. There is
+no MULTI, so no command is atomic with another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
+import hashlib
+import math
 import typing
 import urllib.parse
 
 import attrs
 import redis.asyncio
-import redis.commands.core
 import redis.exceptions as rex
+from redis.backoff import ExponentialWithJitterBackoff
 
 from frontauth.config import ConfigError
 from frontauth.drivers.redis_base import (
-    RedisCommands,
+    HIT_AND_GET_SCRIPT,
+    RETRY_BACKOFF_BASE,
+    RETRY_BACKOFF_CAP,
+    SLIDING_WINDOW_SCRIPT,
     check_no_query,
-    retry_policy,
+    describe_error,
+    expiry_ms,
+    hit_and_get_arguments,
+    hit_and_get_result,
+    hit_arguments,
     split_host_port,
     split_netloc,
     tls_options,
     wait_until_reachable,
+    window_state,
 )
+from frontauth.storage import StorageUnavailable, WindowState
 
 if typing.TYPE_CHECKING:
     from frontauth.config import StorageSettings
 
-T = typing.TypeVar("T")
-# Maximum number of commands in one pipeline; a queue that reaches it is sent at once.
-MAX_BATCH = 128
-# Client methods that RedisCommands calls with one key, by the Redis command they send.
-SINGLE_KEY_COMMANDS = {"get": "GET", "getdel": "GETDEL", "delete": "DEL", "pttl": "PTTL", "ping": "PING"}
-# Keyword arguments of the client's set() that QueuedCommand.wire_arguments translates.
-SET_OPTIONS = frozenset({"px", "nx", "xx", "keepttl", "get"})
+ConnectionFactory = typing.Callable[[], redis.asyncio.Connection]
 
 
 @attrs.frozen
@@ -89,199 +94,363 @@ def parse_url(settings: StorageSettings) -> RedisAddress:
     )
 
 
-@attrs.define
-class QueuedCommand:
-    """One driver command waiting for the next pipeline, and the future its caller awaits."""
+class Request:
+    """One packed command, the future its caller awaits, and the loop time by which its reply is due."""
 
-    method: typing.Any  # a bound method of the client, or a script from register_script
-    args: tuple[typing.Any, ...]
-    kwargs: dict[str, typing.Any]
-    result: asyncio.Future[typing.Any]
+    __slots__ = ("packed", "future", "deadline")
 
-    def wire_arguments(self) -> tuple[typing.Any, ...] | None:
-        """Return the command as Redis receives it, or None for a call this module does not translate.
-
-        The replies of these commands need no redis-py response callback:
-        the driver reads the raw reply (bytes, an integer, b"OK" or nil).
-        """
-        if isinstance(self.method, redis.commands.core.AsyncScript):
-            keys, script_args = self.kwargs["keys"], self.kwargs["args"]
-            return ("EVALSHA", self.method.sha, len(keys), *keys, *script_args)
-        name = getattr(self.method, "__name__", "")
-        if name in SINGLE_KEY_COMMANDS and not self.kwargs:
-            return (SINGLE_KEY_COMMANDS[name], *self.args)
-        if name == "set" and len(self.args) == 2 and set(self.kwargs) <= SET_OPTIONS:
-            arguments: list[typing.Any] = ["SET", *self.args]
-            if self.kwargs.get("px") is not None:
-                arguments += ["PX", self.kwargs["px"]]
-            arguments += [flag.upper() for flag in ("nx", "xx", "keepttl", "get") if self.kwargs.get(flag)]
-            return tuple(arguments)
-        return None
-
-    async def run_alone(self) -> None:
-        """Run the command by itself, as the client would without batching, and settle its future."""
-        try:
-            value = await self.method(*self.args, **self.kwargs)
-        except Exception as exc:
-            if not self.result.done():
-                self.result.set_exception(exc)
-        else:
-            if not self.result.done():
-                self.result.set_result(value)
+    def __init__(self, packed: list[bytes], future: asyncio.Future[typing.Any], deadline: float) -> None:
+        self.packed = packed
+        self.future = future
+        self.deadline = deadline
 
 
-class CommandBatcher:
-    """Sends the commands queued during one turn of the event loop as one pipeline.
+class OpenConnection:
+    """One connected redis-py Connection, the requests sent on it in order, and the task reading their replies.
 
-    A command queued while a pipeline is in flight goes in the next one, which
-    takes another pooled connection, so a slow pipeline does not hold up the
-    others. Errors reach each command's caller as the client would raise them
-    for that command alone: a reply error to its command, a connection error
-    to every command of the pipeline.
+    A reconnect opens a new OpenConnection, so a reply that arrives late on
+    an old connection can never reach a request sent on the new one.
     """
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        self._client = client
-        self._pool = client.connection_pool
-        self._queue: list[QueuedCommand] = []
-        self._flush_scheduled = False
-        self._in_flight: set[asyncio.Task[None]] = set()
+    def __init__(self, connection: redis.asyncio.Connection) -> None:
+        self.connection = connection
+        self.sent: collections.deque[Request] = collections.deque()
+        self.reader: asyncio.Task[None] | None = None
+        self.closed = False
 
-    async def run(self, method: typing.Callable[..., typing.Awaitable[T]], *args: typing.Any, **kwargs: typing.Any) -> T:
-        loop = asyncio.get_running_loop()
-        command = QueuedCommand(method, args, kwargs, loop.create_future())
-        self._queue.append(command)
-        if len(self._queue) >= MAX_BATCH:
-            self._flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return typing.cast(T, await command.result)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        # A caller cancelled before the flush (a timeout) never sends its command.
-        batch = [command for command in self._queue if not command.result.done()]
-        self._queue = []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+def fail_requests(requests: typing.Iterable[Request], error: Exception) -> None:
+    for request in requests:
+        if not request.future.done():
+            request.future.set_exception(error)
 
-    async def _send(self, batch: list[QueuedCommand]) -> None:
-        wired = [(command, command.wire_arguments()) for command in batch]
-        alone = [command.run_alone() for command, arguments in wired if arguments is None]
-        batch = [command for command, arguments in wired if arguments is not None]
-        if alone:
-            await asyncio.gather(*alone)
-        if not batch:
-            return
-        try:
-            replies = await self._exchange([arguments for _, arguments in wired if arguments is not None])
-        except rex.DataError:
-            # An argument of a wrong type: run each command alone, so that
-            # only the caller that passed it gets the error.
-            await asyncio.gather(*(command.run_alone() for command in batch))
-            return
-        except Exception as exc:
-            self._fail(batch, exc)
-            return
-        except BaseException:
-            # Cancelled, as when the event loop shuts down: the callers see a failed connection.
-            self._fail(batch, rex.ConnectionError("the pipeline was cancelled"))
-            raise
-        for command, reply in zip(batch, replies):
-            if command.result.done():
-                continue
-            if isinstance(reply, rex.NoScriptError):
-                # The server lost its scripts (a restart or SCRIPT FLUSH). The
-                # script object loads its script again and retries the call.
-                await command.run_alone()
-            elif isinstance(reply, Exception):
-                command.result.set_exception(reply)
-            else:
-                command.result.set_result(reply)
 
-    async def _exchange(self, commands: list[tuple[typing.Any, ...]]) -> list[typing.Any]:
-        """Send the commands in one write on one pooled connection and read their replies.
+class MultiplexedConnection:
+    """Sends the commands of all callers over one Redis connection and matches replies to callers in order.
 
-        An error reply takes the place of its command's reply. A connection
-        error is retried on the connection's retry policy, as redis-py does
-        for its own pipelines, and then raised.
+    Callers queue packed commands. One writer task sends everything queued
+    during a turn of the event loop in one write, and one reader task per
+    connection reads the replies and settles each caller's future with its
+    own reply, or with its own error reply. The first command after a lost
+    connection opens a new one.
+
+    One timer, not one per command, enforces ``command_timeout``: when the
+    oldest unanswered command has waited that long, the connection is closed
+    and every command sent on it fails with TimeoutError. A caller cancelled
+    before its command is written never sends it. A caller cancelled later
+    leaves the reply to be read and dropped.
+
+    Errors reach callers as redis-py exceptions: ResponseError (and its
+    subclasses such as NoScriptError) for an error reply, ConnectionError
+    when the connection failed or closed, TimeoutError when the server did
+    not reply in time, AuthenticationError when it rejected the password.
+    """
+
+    def __init__(self, connect: ConnectionFactory, command_timeout: float, connect_timeout: float) -> None:
+        self._new_connection = connect
+        self._command_timeout = command_timeout
+        # redis-py bounds the TCP and TLS handshake by the connect timeout but
+        # leaves the AUTH, HELLO and SELECT replies without one here, because
+        # its connections are created without a socket timeout.
+        self._setup_timeout = connect_timeout + command_timeout
+        self._packer = connect()
+        self._queue: list[Request] = []
+        self._current: OpenConnection | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def pack(self, *arguments: typing.Any) -> list[bytes]:
+        """Pack one command in the Redis protocol.
+
+        Raises:
+            redis.exceptions.DataError: an argument is not bytes, str, int or float.
         """
-        connection = await self._pool.get_connection()
-        try:
-            return typing.cast(
-                list[typing.Any],
-                await connection.retry.call_with_retry(
-                    lambda: self._send_and_read(connection, commands), lambda error: connection.disconnect()
-                ),
-            )
-        finally:
-            await self._pool.release(connection)
+        return typing.cast(list[bytes], self._packer.pack_command(*arguments))
 
-    @staticmethod
-    async def _send_and_read(connection: typing.Any, commands: list[tuple[typing.Any, ...]]) -> list[typing.Any]:
-        await connection.send_packed_command(connection.pack_commands(commands))
-        replies: list[typing.Any] = []
-        for _ in commands:
+    def execute(self, packed: list[bytes]) -> asyncio.Future[typing.Any]:
+        """Queue a packed command and return the future of its reply."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if self._closed:
+            future.set_exception(rex.ConnectionError("the driver was closed"))
+            return future
+        self._queue.append(Request(packed, future, loop.time() + self._command_timeout))
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            wakeup.set_result(None)
+        elif self._writer is None:
+            self._writer = loop.create_task(self._write_loop())
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_later(self._command_timeout, self._check_deadlines)
+        return future
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                continue
+            # Callers cancelled or timed out before the write never send their command.
+            batch = [request for request in self._queue if not request.future.done()]
+            self._queue = []
+            if not batch:
+                continue
+            current = self._current
+            if current is None or current.closed or not current.connection.is_connected:
+                if current is not None:
+                    self._close_connection(current, rex.ConnectionError("the connection was closed"))
+                try:
+                    current = await self._open()
+                except Exception as exc:
+                    # Commands queued while connecting would try once more at
+                    # once, so they fail with this attempt.
+                    fail_requests(batch + self._queue, as_connection_error(exc))
+                    self._queue = []
+                    continue
+            current.sent.extend(batch)
+            # NOTE: a server that stops reading can leave this write waiting
+            # until the operating system gives up on the connection. The
+            # deadline timer still fails every command meanwhile.
+            chunks = [chunk for request in batch for chunk in request.packed]
             try:
-                replies.append(await connection.read_response())
-            except rex.ResponseError as error:
-                # The reply was read in full, so the connection stays in step.
-                replies.append(error)
-        return replies
+                await current.connection.send_packed_command(chunks, check_health=False)
+            except Exception as exc:
+                self._close_connection(current, as_connection_error(exc))
 
-    @staticmethod
-    def _fail(batch: list[QueuedCommand], error: Exception) -> None:
-        for command in batch:
-            if not command.result.done():
-                command.result.set_exception(error)
+    async def _open(self) -> OpenConnection:
+        connection = self._new_connection()
+        try:
+            await asyncio.wait_for(connection.connect(), self._setup_timeout)
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        current = OpenConnection(connection)
+        current.reader = asyncio.get_running_loop().create_task(self._read_loop(current))
+        self._current = current
+        return current
+
+    async def _read_loop(self, current: OpenConnection) -> None:
+        connection, sent = current.connection, current.sent
+        try:
+            while True:
+                # math.inf turns off redis-py's per-read timer: the deadline
+                # timer of this class covers every command instead.
+                try:
+                    reply = await connection.read_response(timeout=math.inf, disconnect_on_error=False)
+                except rex.ResponseError as error:
+                    reply = error
+                if not sent:
+                    raise rex.InvalidResponse("received a reply to no command")
+                future = sent.popleft().future
+                if future.done():
+                    continue
+                if isinstance(reply, rex.ResponseError):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except Exception as exc:
+            self._close_connection(current, as_connection_error(exc))
+        finally:
+            self._close_connection(current, rex.ConnectionError("the connection was closed"))
+            await connection.disconnect(nowait=True)
+
+    def _close_connection(self, current: OpenConnection, error: Exception) -> None:
+        """Fail every request sent on ``current`` with ``error`` and stop reading from it."""
+        if current.closed:
+            return
+        current.closed = True
+        if self._current is current:
+            self._current = None
+        sent, current.sent = current.sent, collections.deque()
+        fail_requests(sent, error)
+        if current.reader is not None and current.reader is not asyncio.current_task():
+            current.reader.cancel()
+
+    def _check_deadlines(self) -> None:
+        self._deadline_timer = None
+        loop = typing.cast(asyncio.AbstractEventLoop, self._loop)
+        now = loop.time()
+        current = self._current
+        if current is not None and current.sent and current.sent[0].deadline <= now:
+            # The oldest command is late, so every later one on this connection
+            # is too. redis-py also closes a connection after a read timeout.
+            self._close_connection(current, rex.TimeoutError("timed out waiting for a reply"))
+        # Requests still queued here wait for a connect or for a write that the
+        # server does not take.
+        expired = [request for request in self._queue if request.deadline <= now]
+        if expired:
+            fail_requests(expired, rex.TimeoutError("timed out before the command was sent"))
+            self._queue = [request for request in self._queue if not request.future.done()]
+        heads = [request.deadline for request in self._queue[:1]]
+        if self._current is not None and self._current.sent:
+            heads.append(self._current.sent[0].deadline)
+        if heads:
+            self._deadline_timer = loop.call_at(min(heads), self._check_deadlines)
 
     async def close(self) -> None:
-        """Fail the queued commands and wait for the pipelines in flight."""
-        self._fail(self._queue, rex.ConnectionError("the driver was closed"))
+        """Fail the queued and unanswered commands, then close the connection."""
+        self._closed = True
+        closed = rex.ConnectionError("the driver was closed")
+        fail_requests(self._queue, closed)
         self._queue = []
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        current = self._current
+        if current is not None:
+            self._close_connection(current, closed)
+            if current.reader is not None:
+                await asyncio.gather(current.reader, return_exceptions=True)
 
 
-class RedisDriver(RedisCommands):
-    """Driver over a redis-py asyncio client with a blocking connection pool and command batching."""
+def as_connection_error(exc: Exception) -> Exception:
+    """Return the redis-py error for a failure to connect, write or read; redis-py's own errors pass unchanged."""
+    if isinstance(exc, rex.RedisError):
+        return exc
+    if isinstance(exc, asyncio.TimeoutError):
+        return rex.TimeoutError("connection set-up timed out")
+    if isinstance(exc, OSError):
+        return rex.ConnectionError(f"connection failed ({type(exc).__name__})")
+    return exc
+
+
+class RedisDriver:
+    """Driver over one multiplexed connection to a Redis server.
+
+    A command that fails with a connection error is sent again up to
+    ``storage.retry_attempts`` times, waiting 0.1 s and doubling up to 1 s
+    in between, each time on a new connection.
+
+    NOTE: a retry can repeat a command that already ran before its
+    connection broke. Each repeat fails closed: take returns None, swap
+    returns the value it wrote itself, set_if_absent returns False and hit
+    counts the request twice.
+    """
 
     name = "redis"
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        super().__init__(client)
-        self._batcher = CommandBatcher(client)
+    def __init__(self, connection: MultiplexedConnection, retry_attempts: int) -> None:
+        self._connection = connection
+        self._retry_attempts = retry_attempts
+        self._backoff = ExponentialWithJitterBackoff(base=RETRY_BACKOFF_BASE, cap=RETRY_BACKOFF_CAP)
+        self._hit_sha = hashlib.sha1(SLIDING_WINDOW_SCRIPT.encode()).hexdigest()
+        self._hit_and_get_sha = hashlib.sha1(HIT_AND_GET_SCRIPT.encode()).hexdigest()
 
-    async def _run(self, method: typing.Callable[..., typing.Awaitable[T]], *args: typing.Any, **kwargs: typing.Any) -> T:
-        return await self._batcher.run(method, *args, **kwargs)
+    async def _call(self, operation: str, *arguments: typing.Any) -> typing.Any:
+        # NOTE: DataError from pack() is left out on purpose. redis-py raises
+        # it before sending anything, for arguments of a wrong type, which is
+        # a bug in the caller and not an unavailable backend.
+        packed = self._connection.pack(*arguments)
+        failures = 0
+        while True:
+            try:
+                return await self._connection.execute(packed)
+            except rex.AuthenticationError as exc:
+                raise StorageUnavailable(self.name, operation, describe_error(exc)) from exc
+            except rex.ConnectionError as exc:
+                if failures >= self._retry_attempts:
+                    raise StorageUnavailable(self.name, operation, describe_error(exc)) from exc
+                failures += 1
+                await asyncio.sleep(self._backoff.compute(failures))
+            except (rex.RedisError, OSError) as exc:
+                raise StorageUnavailable(self.name, operation, describe_error(exc)) from exc
+
+    async def _call_script(
+        self, operation: str, script: str, sha: str, keys: list[str], args: list[typing.Any]
+    ) -> typing.Any:
+        try:
+            return await self._call(operation, "EVALSHA", sha, len(keys), *keys, *args)
+        except StorageUnavailable as exc:
+            if not isinstance(exc.__cause__, rex.NoScriptError):
+                raise
+        # The server lost its scripts (a restart or SCRIPT FLUSH). EVAL runs
+        # the script once and caches it again, so later EVALSHA calls find it.
+        return await self._call(operation, "EVAL", script, len(keys), *keys, *args)
+
+    async def get(self, key: str) -> bytes | None:
+        return typing.cast(bytes | None, await self._call("get", "GET", key))
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        if ttl is None:
+            await self._call("set", "SET", key, value)
+        else:
+            await self._call("set", "SET", key, value, "PX", expiry_ms(ttl))
+
+    async def set_if_absent(self, key: str, value: bytes, ttl: float | None) -> bool:
+        if ttl is None:
+            stored = await self._call("set_if_absent", "SET", key, value, "NX")
+        else:
+            stored = await self._call("set_if_absent", "SET", key, value, "PX", expiry_ms(ttl), "NX")
+        return stored is not None
+
+    async def take(self, key: str) -> bytes | None:
+        return typing.cast(bytes | None, await self._call("take", "GETDEL", key))
+
+    async def swap(self, key: str, value: bytes) -> bytes | None:
+        # XX leaves a missing key missing, GET returns the old value in the same
+        # step, and KEEPTTL keeps the remaining TTL (Redis SET command docs).
+        return typing.cast(bytes | None, await self._call("swap", "SET", key, value, "XX", "GET", "KEEPTTL"))
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._call("delete", "DEL", key))
+
+    async def ttl(self, key: str) -> float | None:
+        # PTTL returns -2 for a missing key and -1 for a key without expiry.
+        remaining_ms = await self._call("ttl", "PTTL", key)
+        return None if remaining_ms < 0 else remaining_ms / 1000
+
+    async def hit(
+        self, key: str, window: float, limit: int, now: float, consume: bool = True
+    ) -> WindowState:
+        args = hit_arguments(window, limit, now, consume)
+        reply = await self._call_script("hit", SLIDING_WINDOW_SCRIPT, self._hit_sha, [key], args)
+        return window_state(reply, limit)
+
+    async def hit_and_get(
+        self, window_key: str, window: float, limit: int, now: float, keys: typing.Sequence[str]
+    ) -> tuple[WindowState, list[bytes | None]]:
+        args = hit_and_get_arguments(window, limit, now)
+        reply = await self._call_script(
+            "hit_and_get", HIT_AND_GET_SCRIPT, self._hit_and_get_sha, [window_key, *keys], args
+        )
+        return hit_and_get_result(reply, limit, len(keys))
+
+    async def ping(self) -> None:
+        await self._call("ping", "PING")
 
     async def close(self) -> None:
-        await self._batcher.close()
-        await super().close()
+        await self._connection.close()
 
 
-def connection_pool(settings: StorageSettings, address: RedisAddress) -> redis.asyncio.BlockingConnectionPool:
-    """Build the connection pool for one server from the settings."""
+def connection_factory(settings: StorageSettings, address: RedisAddress) -> ConnectionFactory:
+    """Return a function that creates an unconnected redis-py connection to the server.
+
+    The connection has no socket timeout and no retries of its own, because
+    :class:`MultiplexedConnection` times commands out and :class:`RedisDriver`
+    retries them. redis-py picks its hiredis reply parser when hiredis is installed.
+    """
     tls = tls_options(settings, address.tls)
     ssl_options = {key: value for key, value in tls.items() if key != "ssl"}
     connection_class = redis.asyncio.SSLConnection if tls else redis.asyncio.Connection
-    # Only connection errors are retried. A command that timed out may still
-    # run on the server, and retrying it would multiply command_timeout.
-    return redis.asyncio.BlockingConnectionPool(
-        max_connections=settings.pool_size,
-        timeout=settings.command_timeout,
-        connection_class=connection_class,
+    return functools.partial(
+        connection_class,
         host=address.host,
         port=address.port,
         db=address.db,
         username=address.username,
         password=address.password,
         socket_connect_timeout=settings.connect_timeout,
-        socket_timeout=settings.command_timeout,
-        retry=retry_policy(settings, (rex.ConnectionError,)),
+        socket_timeout=None,
         **ssl_options,
     )
 
@@ -296,8 +465,10 @@ async def open_redis(settings: StorageSettings) -> RedisDriver:
         StorageUnavailable: the server did not reply in time.
     """
     address = parse_url(settings)
-    client = redis.asyncio.Redis.from_pool(connection_pool(settings, address))
-    driver = RedisDriver(client)
+    connection = MultiplexedConnection(
+        connection_factory(settings, address), settings.command_timeout, settings.connect_timeout
+    )
+    driver = RedisDriver(connection, settings.retry_attempts)
     try:
         await wait_until_reachable(driver, settings.startup_wait)
     except BaseException:
