@@ -18,11 +18,33 @@ import time
 import typing
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from frontauth import config, log, tls
 from frontauth import keys as signing_keys
 
 logger = logging.getLogger("frontauth.cli")
+access_logger = logging.getLogger("frontauth.access")
+
+
+class UnparsableRequestFilter(logging.Filter):
+    """Replace aiohttp's record of an unparsable request with one INFO line.
+
+    aiohttp 3.14 responds to a request line or header block its parser rejects
+    with 400 before any middleware runs, and logs the rejection on the
+    ``aiohttp.server`` logger at ERROR with a traceback whose message quotes
+    the request bytes. Any client could fill the error log that way, so the
+    record is dropped and one line without those bytes is logged instead.
+    Other records of that logger, such as handler failures, pass unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        client = record.args[0] if isinstance(record.args, tuple) and record.args else "-"
+        access_logger.info("rejected unparsable request from %s: %s (%s)", client, type(error).__name__, error.code)
+        return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,6 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Cookie values are credentials too, wherever a record mentions them by name.
     redacted = (*settings.logging.redact, settings.session.cookie_name, BROWSER_COOKIE)
     log.configure(settings.logging.level, settings.logging.format, redacted)
+    logging.getLogger("aiohttp.server").addFilter(UnparsableRequestFilter())
     try:
         # The TLS files are read first, so that a bad one stops start-up before
         # _prepare writes a development key or secret.

@@ -110,3 +110,31 @@ def test_serve_logs_event_loop(tmp_path, choice, hide_uvloop, expected):
     server = start_frontauth(str(tmp_path), env=env)
     server.stop()
     assert expected in server.log()
+
+
+# Requests that aiohttp's parser rejects before any middleware runs.
+UNPARSABLE_REQUESTS = {
+    "BadHttpMessage": b"POST /oauth/token HTTP/1.1\r\nHost: h\r\nContent-Type: a\r\nContent-Type: b\r\n"
+                      b"Content-Length: 0\r\n\r\n",
+    "InvalidURLError": b"GET /oauth/authorize?code=PARSESECRET\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
+    "LineTooLong": b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n",
+}
+
+
+def test_unparsable_request_logs_one_info_line(tmp_path):
+    import socket
+
+    server = start_frontauth(str(tmp_path))
+    try:
+        for raw in UNPARSABLE_REQUESTS.values():
+            with socket.create_connection(("127.0.0.1", server.port)) as connection:
+                connection.sendall(raw)
+                assert connection.recv(4096).startswith(b"HTTP/1.0 400 ")
+    finally:
+        server.stop()
+    log = server.log()
+    assert "Traceback" not in log
+    assert " ERROR " not in log
+    assert "PARSESECRET" not in log
+    for name in UNPARSABLE_REQUESTS:
+        assert f"INFO frontauth.access: rejected unparsable request from 127.0.0.1: {name} (400)\n" in log
