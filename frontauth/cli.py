@@ -193,9 +193,8 @@ def _run_loop(choice: str, main: typing.Coroutine[typing.Any, typing.Any, int]) 
             # Settings validation has already stopped start-up when "uvloop" was set explicitly.
             pass
         else:
-            logger.info("event loop: uvloop %s", uvloop.__version__)
+            logger.debug("event loop: uvloop %s", uvloop.__version__)
             return uvloop.run(main)
-    logger.info("event loop: asyncio%s", " (uvloop is not installed)" if choice == "auto" else "")
     return asyncio.run(main)
 
 
@@ -277,6 +276,14 @@ async def _run(
     return 0
 
 
+def _event_loop_name(choice: str) -> str:
+    """Name the running event loop for the start-up log, and why auto fell back to asyncio."""
+    module = type(asyncio.get_running_loop()).__module__
+    if module.startswith("uvloop"):
+        return f"uvloop {sys.modules['uvloop'].__version__}"
+    return "asyncio (uvloop is not installed)" if choice == "auto" else "asyncio"
+
+
 def _log_startup(settings: config.Settings, keys: signing_keys.SigningKeys | None, driver_name: str) -> None:
     signing = f"signing key {keys.kid} ({keys.alg})" if keys is not None else "no signing key (issues nothing)"
     logger.info(
@@ -289,6 +296,7 @@ def _log_startup(settings: config.Settings, keys: signing_keys.SigningKeys | Non
     for setting, message in config.warnings_of(settings):
         logger.warning("%s (%s)", message, setting)
     logger.info("transport: %s", "HTTPS with server.tls_cert" if settings.server.tls_cert else "plain HTTP")
+    logger.info("event loop: %s", _event_loop_name(settings.server.event_loop))
     if settings.metrics.enabled:
         where = (
             f"{settings.metrics.host}:{settings.metrics.port}" if settings.metrics.port is not None
