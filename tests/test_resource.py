@@ -44,6 +44,9 @@ from frontauth.resource import (
 )
 
 RESOURCE = "https://rs.example/mcp"
+# Valid JSON that json.loads cannot parse without a RecursionError, within the
+# 256 KiB document limit.
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
 METADATA_URL = "https://rs.example/.well-known/oauth-protected-resource/mcp"
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -65,6 +68,8 @@ class AuthServerStub:
         self.metadata_requests = 0
         self.jwks_requests = 0
         self.jwks_status = 200
+        self.jwks_body: str | None = None
+        """A raw body to serve instead of the key set."""
         self.metadata_issuer: str | None = None
 
     def app(self) -> web.Application:
@@ -84,6 +89,8 @@ class AuthServerStub:
         await asyncio.sleep(0.05)
         if self.jwks_status != 200:
             return web.json_response({"error": "unavailable"}, status=self.jwks_status)
+        if self.jwks_body is not None:
+            return web.Response(text=self.jwks_body, content_type="application/json")
         return web.json_response({"keys": [key.as_dict(private=False) for key in self.keys]})
 
     def claims(self, **overrides: typing.Any) -> dict[str, typing.Any]:
@@ -433,6 +440,19 @@ async def test_unreachable_key_set_is_unavailable(auth_server: AuthServerStub) -
     assert auth_server.jwks_requests == 1
 
 
+async def test_deeply_nested_key_set_is_unavailable(auth_server: AuthServerStub) -> None:
+    # json.loads raises RecursionError, not ValueError, on such a document.
+    auth_server.jwks_body = DEEP_JSON
+    async with BearerVerifier(auth_server.issuer, RESOURCE) as verifier:
+        for _ in range(3):
+            with pytest.raises(KeySetUnavailable):
+                await verifier.verify(auth_server.sign())
+
+        # A bad response like any other: the backoff holds the next attempt back.
+        assert verifier.keys.fetch_errors == 1
+    assert auth_server.jwks_requests == 1
+
+
 async def test_metadata_for_other_issuer_is_rejected(auth_server: AuthServerStub) -> None:
     auth_server.metadata_issuer = "https://evil.example"
     async with BearerVerifier(auth_server.issuer, RESOURCE) as verifier:
@@ -565,8 +585,12 @@ async def test_middleware_exempt_path(protected_client: typing.Any) -> None:
     assert response.status == 200
 
 
-async def test_middleware_key_set_unavailable(aiohttp_client: typing.Any, auth_server: AuthServerStub) -> None:
-    auth_server.jwks_status = 500
+@pytest.mark.parametrize(("status", "body"), [(500, None), (200, DEEP_JSON)], ids=["http-500", "deep-json"])
+async def test_middleware_key_set_unavailable(
+    aiohttp_client: typing.Any, auth_server: AuthServerStub, status: int, body: str | None
+) -> None:
+    auth_server.jwks_status = status
+    auth_server.jwks_body = body
     async with BearerVerifier(auth_server.issuer, RESOURCE) as verifier:
         app = web.Application(middlewares=[bearer_auth_middleware(verifier, resource_metadata_url=METADATA_URL)])
         app.router.add_get("/mcp", whoami)
@@ -682,7 +706,10 @@ async def test_mcp_verifier_fills_access_token(auth_server: AuthServerStub, veri
 
 
 async def test_mcp_verifier_leaves_scopes_to_sdk(auth_server: AuthServerStub, verifier: BearerVerifier) -> None:
-    # The SDK itself responds with 403 insufficient_scope when a scope is missing.
+    # The SDK itself responds with 403 insufficient_scope when a scope of
+    # AuthSettings.required_scopes is missing; the verifier's required_scopes
+    # (["mcp"] here) are not checked, as docs/resource.md states.
+    assert verifier.required_scopes == ("mcp",)
     access = await MCPTokenVerifier(verifier).verify_token(auth_server.sign(scope="read"))
 
     assert access is not None

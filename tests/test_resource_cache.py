@@ -9,6 +9,7 @@ against the stub.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import typing
 
@@ -29,9 +30,20 @@ from tests.live_client import LiveClient
 from tests.oauth_flow import exchange, get_code, register
 from tests.processes import free_port, start_frontauth
 from frontauth.resource.token_cache import token_digest
-from tests.test_resource import RESOURCE, AuthServerStub, auth_server, ec_key, whoami  # noqa: F401 (auth_server is a fixture)
+from tests.test_resource import (  # noqa: F401 (auth_server is a fixture)
+    DEEP_JSON,
+    RESOURCE,
+    AuthServerStub,
+    auth_server,
+    b64url,
+    ec_key,
+    whoami,
+)
 
 CLIENT_SECRET = "resource-server-secret-0123456789"
+REVOKED = "The access token was revoked"
+# The order n of the P-256 group.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 class FakeClock:
@@ -63,6 +75,19 @@ def claims_at(clock: FakeClock, **overrides: typing.Any) -> dict[str, typing.Any
 async def verifier(auth_server: AuthServerStub, clock: FakeClock) -> typing.AsyncIterator[BearerVerifier]:
     async with BearerVerifier(auth_server.issuer, RESOURCE, required_scopes=["mcp"], clock=clock) as verifier:
         yield verifier
+
+
+def malleate(token: str) -> str:
+    """Return an ES256 token with its signature (r, s) rewritten as (r, n - s), which verifies as well."""
+    head, _, signature = token.rpartition(".")
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    s = int.from_bytes(raw[32:], "big")
+    return f"{head}.{b64url(raw[:32] + (P256_ORDER - s).to_bytes(32, 'big'))}"
+
+
+def long_lived(clock: FakeClock) -> dict[str, int]:
+    """Times that stay valid when the wall clock steps an hour back or forward."""
+    return claims_at(clock, iat=int(clock.now) - 7200, nbf=int(clock.now) - 7200, exp=int(clock.now) + 7200)
 
 
 async def rejection(verifier: BearerVerifier, token: str, **kwargs: typing.Any) -> str:
@@ -313,7 +338,8 @@ async def test_revocation_of_token_forgotten_after_exp(
 ) -> None:
     token = auth_server.sign(**claims_at(clock, exp=int(clock.now) + 60))
     verifier.revoke(token=token)
-    assert len(verifier.revocations) == 1
+    # The token's signing input and its jti.
+    assert len(verifier.revocations) == 2
 
     # Past exp plus the leeway, the record is dropped at the next verification.
     clock.advance(60 + 30)
@@ -321,6 +347,59 @@ async def test_revocation_of_token_forgotten_after_exp(
 
     assert len(verifier.revocations) == 0
     assert await rejection(verifier, token) == "The access token expired"
+
+
+@pytest.mark.parametrize("cache_size", [10, 0], ids=["cached", "uncached"])
+async def test_revoked_token_rejects_malleated_copy(auth_server: AuthServerStub, clock: FakeClock, cache_size: int) -> None:
+    token = auth_server.sign(jti="token-1")
+    copy = malleate(token)
+    async with BearerVerifier(auth_server.issuer, RESOURCE, clock=clock, token_cache_size=cache_size) as verifier:
+        # The copy differs in its bytes and is a valid token in its own right.
+        assert copy != token
+        assert (await verifier.verify(copy)).token_id == "token-1"
+        await verifier.verify(token)
+
+        verifier.revoke(token=token)
+
+        assert await rejection(verifier, token) == REVOKED
+        assert await rejection(verifier, copy) == REVOKED
+        assert len(verifier.token_cache) == 0
+
+
+async def test_revoked_token_id_read_from_token(auth_server: AuthServerStub, verifier: BearerVerifier) -> None:
+    token = auth_server.sign(jti="token-1")
+    # Another signing input with the same jti, so the signing-input record does not cover it.
+    same_id = auth_server.sign(jti="token-1", scope="mcp")
+
+    verifier.revoke(token=token)
+
+    assert await rejection(verifier, same_id) == REVOKED
+    assert (await verifier.verify(auth_server.sign(jti="token-2"))).token_id == "token-2"
+
+
+async def test_cached_token_copy_with_other_signature_is_checked(
+    auth_server: AuthServerStub, verifier: BearerVerifier
+) -> None:
+    # The cache key covers the signature: a copy with a forged signature is a
+    # miss and fails the signature check, even while the original is cached.
+    token = auth_server.sign()
+    await verifier.verify(token)
+
+    forged = f"{token.rpartition('.')[0]}.{b64url(bytes(64))}"
+
+    assert await rejection(verifier, forged) == "The access token signature is invalid"
+    assert verifier.token_cache.hits == 0
+
+
+def test_revoke_unparsable_token() -> None:
+    verifier = BearerVerifier("https://as.example", RESOURCE)
+    deep = b64url(DEEP_JSON.encode())
+
+    for token in ("not-a-token", f"e30.{deep}.c2ln", "e30.bm90IGpzb24.c2ln"):
+        verifier.revoke(token=token)
+
+    # One signing-input record each, and no jti.
+    assert len(verifier.revocations) == 3
 
 
 def test_revoke_needs_something() -> None:
@@ -340,6 +419,8 @@ class IntrospectingStub(AuthServerStub):
         super().__init__()
         self.introspect_status = 200
         self.active: typing.Any = True
+        self.introspect_body: str | None = None
+        """A raw body to answer with instead of ``{"active": ...}``."""
         self.introspection_forms: list[dict[str, str]] = []
         self.authorizations: list[str | None] = []
 
@@ -353,6 +434,8 @@ class IntrospectingStub(AuthServerStub):
         self.authorizations.append(request.headers.get("Authorization"))
         if self.introspect_status != 200:
             return web.json_response({"error": "server_error"}, status=self.introspect_status)
+        if self.introspect_body is not None:
+            return web.Response(text=self.introspect_body, content_type="application/json")
         return web.json_response({"active": self.active})
 
 
@@ -365,8 +448,13 @@ async def introspecting(aiohttp_server: typing.Any) -> IntrospectingStub:
 
 
 def introspecting_verifier(
-    stub: AuthServerStub, clock: FakeClock, endpoint: str | None = None, **settings: typing.Any
+    stub: AuthServerStub,
+    clock: FakeClock,
+    endpoint: str | None = None,
+    monotonic_clock: FakeClock | None = None,
+    **settings: typing.Any,
 ) -> BearerVerifier:
+    """A verifier that introspects at the stub; its intervals follow ``monotonic_clock``, by default ``clock``."""
     introspection = Introspection(
         endpoint=endpoint or f"{stub.issuer}/oauth/introspect",
         client_id="resource-server",
@@ -374,7 +462,9 @@ def introspecting_verifier(
         interval=30.0,
         **settings,
     )
-    return BearerVerifier(stub.issuer, RESOURCE, clock=clock, introspection=introspection)
+    return BearerVerifier(
+        stub.issuer, RESOURCE, clock=clock, monotonic_clock=monotonic_clock or clock, introspection=introspection
+    )
 
 
 async def test_introspection_sends_basic_credentials(introspecting: IntrospectingStub, clock: FakeClock) -> None:
@@ -447,6 +537,87 @@ async def test_introspection_failure_rejects_by_default(
     assert len(introspecting.introspection_forms) == 2
 
 
+async def test_deeply_nested_introspection_response_backs_off(introspecting: IntrospectingStub, clock: FakeClock) -> None:
+    # json.loads raises RecursionError, not ValueError, on such a body.
+    introspecting.introspect_body = DEEP_JSON
+    token = introspecting.sign()
+    async with introspecting_verifier(introspecting, clock) as verifier:
+        for _ in range(3):
+            with pytest.raises(IntrospectionUnavailable):
+                await verifier.verify(token)
+
+        # A bad response like any other: within the backoff no request is sent.
+        assert verifier.introspector is not None
+        assert verifier.introspector.requests == 1
+        assert verifier.introspector.failures == 1
+
+
+async def test_inactive_response_rejects_malleated_copy_fail_open(
+    introspecting: IntrospectingStub, clock: FakeClock
+) -> None:
+    introspecting.active = False
+    token = introspecting.sign()
+    async with introspecting_verifier(introspecting, clock, fail_open=True) as verifier:
+        assert await rejection(verifier, token) == REVOKED
+        introspecting.introspect_status = 503
+
+        # The copy verifies, and a failed introspection would let it through.
+        assert await rejection(verifier, malleate(token)) == REVOKED
+        assert await rejection(verifier, token) == REVOKED
+
+    assert len(introspecting.introspection_forms) == 1
+
+
+async def test_active_interval_follows_monotonic_clock(introspecting: IntrospectingStub, clock: FakeClock) -> None:
+    monotonic = FakeClock()
+    token = introspecting.sign(**long_lived(clock))
+    async with introspecting_verifier(introspecting, clock, monotonic_clock=monotonic) as verifier:
+        await verifier.verify(token)
+        introspecting.active = False
+
+        # The wall clock steps back an hour (an NTP correction) while 30 s pass.
+        clock.advance(-3600)
+        monotonic.advance(29)
+        await verifier.verify(token)
+        assert len(introspecting.introspection_forms) == 1
+        monotonic.advance(1)
+        description = await rejection(verifier, token)
+
+    assert description == REVOKED
+    assert len(introspecting.introspection_forms) == 2
+
+
+async def test_active_interval_ignores_wall_clock_jump(introspecting: IntrospectingStub, clock: FakeClock) -> None:
+    monotonic = FakeClock()
+    token = introspecting.sign(**long_lived(clock))
+    async with introspecting_verifier(introspecting, clock, monotonic_clock=monotonic) as verifier:
+        await verifier.verify(token)
+        clock.advance(3600)
+        await verifier.verify(token)
+
+    assert len(introspecting.introspection_forms) == 1
+
+
+async def test_introspection_backoff_follows_monotonic_clock(introspecting: IntrospectingStub, clock: FakeClock) -> None:
+    monotonic = FakeClock()
+    introspecting.introspect_status = 500
+    token = introspecting.sign(**long_lived(clock))
+    async with introspecting_verifier(introspecting, clock, monotonic_clock=monotonic) as verifier:
+        with pytest.raises(IntrospectionUnavailable):
+            await verifier.verify(token)
+        introspecting.introspect_status = 200
+
+        # The wall clock steps back an hour; the 1 s backoff still ends after 1 s.
+        clock.advance(-3600)
+        with pytest.raises(IntrospectionUnavailable):
+            await verifier.verify(token)
+        monotonic.advance(1)
+        verified = await verifier.verify(token)
+
+    assert verified.subject == "alice"
+    assert len(introspecting.introspection_forms) == 2
+
+
 async def test_unreachable_introspection_fail_open(introspecting: IntrospectingStub, clock: FakeClock) -> None:
     closed_port = free_port()
     endpoint = f"http://127.0.0.1:{closed_port}/oauth/introspect"
@@ -459,10 +630,12 @@ async def test_unreachable_introspection_fail_open(introspecting: IntrospectingS
     assert verified.subject == "alice"
 
 
+@pytest.mark.parametrize(("status", "body"), [(503, None), (200, DEEP_JSON)], ids=["http-503", "deep-json"])
 async def test_middleware_introspection_failure_is_503(
-    aiohttp_client: typing.Any, introspecting: IntrospectingStub, clock: FakeClock
+    aiohttp_client: typing.Any, introspecting: IntrospectingStub, clock: FakeClock, status: int, body: str | None
 ) -> None:
-    introspecting.introspect_status = 503
+    introspecting.introspect_status = status
+    introspecting.introspect_body = body
     async with introspecting_verifier(introspecting, clock) as verifier:
         app = web.Application(middlewares=[bearer_auth_middleware(verifier, resource_metadata_url=None)])
         app.router.add_get("/mcp", whoami)
@@ -535,7 +708,13 @@ async def test_introspection_learns_revocation_at_frontauth(frontauth_server: ty
         introspection = Introspection(endpoint, "resource-server", CLIENT_SECRET, interval=30.0)
         async with aiohttp.ClientSession(trace_configs=[counter.trace]) as session:
             async with BearerVerifier(
-                issuer, issuer + "/mcp", required_scopes=["mcp"], session=session, clock=clock, introspection=introspection
+                issuer,
+                issuer + "/mcp",
+                required_scopes=["mcp"],
+                session=session,
+                clock=clock,
+                monotonic_clock=clock,
+                introspection=introspection,
             ) as verifier:
                 await verifier.verify(token)
                 await verifier.verify(token)

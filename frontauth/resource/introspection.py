@@ -7,9 +7,14 @@ invalid token never causes a request to the authorization server.
 
 The verifier keeps an ``active`` response for ``interval`` seconds and an
 inactive one until the token expires. A request fails on a network error, a
-timeout, a status other than 200, or a body without a boolean ``active``. A
-failure starts a backoff of 1 s, doubling up to ``interval``. During the
-backoff no request is sent and every check counts as failed.
+timeout, a status other than 200, or a body that is not JSON (deeply nested
+JSON included) or has no boolean ``active``. A failure starts a backoff of
+1 s, doubling up to ``interval``. During the backoff no request is sent and
+every check counts as failed.
+
+The interval and the backoff are measured on a monotonic clock, so a step of
+the wall clock (an NTP correction) neither prolongs the backoff nor the trust
+in an ``active`` response.
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ class Introspector:
         settings: the endpoint, credentials and timing.
         session: aiohttp client session to use. When None, one is created on
             the first request and closed by :meth:`close`.
-        clock: wall-clock time in seconds, the verifier's clock.
+        clock: monotonic time in seconds, the verifier's ``monotonic_clock``.
     """
 
     def __init__(self, settings: Introspection, session: aiohttp.ClientSession | None, clock: Clock) -> None:
@@ -179,7 +184,8 @@ class Introspector:
             raise IntrospectionFailed(f"POST {shown} failed: {type(exc).__name__}") from None
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: JSON nested deeper than the interpreter's limit.
             raise IntrospectionFailed(f"POST {shown} returned invalid JSON") from None
         # RFC 7662 §2.2: "active" is the one required member, a boolean.
         active = document.get("active") if isinstance(document, dict) else None

@@ -86,7 +86,7 @@ async def fetch_json(
 
     Raises:
         FetchError: the request failed or timed out, the status is not 200, or
-            the body is too large or not a JSON object.
+            the body is too large or not a JSON object (deeply nested JSON included).
     """
     shown = loggable_url(url)
     try:
@@ -107,7 +107,9 @@ async def fetch_json(
         raise FetchError(f"GET {shown} failed: {type(exc).__name__}") from None
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested deeper than the interpreter's limit. It is
+        # a bad response like any other, so it gets the same backoff.
         raise FetchError(f"GET {shown} returned invalid JSON") from None
     if not isinstance(document, dict):
         raise FetchError(f"GET {shown} returned JSON that is not an object")

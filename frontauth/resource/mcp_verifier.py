@@ -5,6 +5,12 @@ checks ``AuthSettings.required_scopes`` itself, responding with 403
 ``insufficient_scope`` when one is missing. The adapter therefore checks no
 scope, so that a token lacking a scope reaches that check and gets a 403 rather
 than the SDK's 401 for an invalid token.
+
+SECURITY: so ``BearerVerifier.required_scopes`` is NOT enforced here. The SDK's
+``TokenVerifier`` interface can only return an ``AccessToken`` or None, and None
+becomes 401 ``invalid_token``, which tells an MCP client to sign in again
+rather than to ask for more scopes. Put the scopes every request needs in
+``AuthSettings.required_scopes``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ class MCPTokenVerifier:
 
     Args:
         verifier: checks the tokens. Its ``audience`` must be the MCP server's
-            ``AuthSettings.resource_server_url``.
+            ``AuthSettings.resource_server_url``. Its ``required_scopes`` are
+            ignored: the SDK checks ``AuthSettings.required_scopes`` instead.
     """
 
     def __init__(self, verifier: BearerVerifier) -> None:

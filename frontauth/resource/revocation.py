@@ -4,7 +4,8 @@ A JWT access token is checked without asking the authorization server, so a
 resource server that verifies it locally accepts it until ``exp`` unless it is
 told otherwise. This module keeps those revocations, in four kinds of record:
 
-- a token digest: that exact token;
+- a signing-input digest: that exact token, whatever the encoding of its
+  signature (see below);
 - a ``jti``: the token with that identifier (RFC 7519 §4.1.7);
 - a family: every token whose ``fid`` claim names a refresh-token family that
   frontauth revoked, for example on refresh-token reuse;
@@ -14,6 +15,14 @@ Each record is kept until a clock time after which every token it refuses has
 expired anyway, then dropped, so the lists do not grow without bound. The
 verifier checks them on every verification, whether the token came from the
 verified-token cache or was checked in full.
+
+SECURITY: a revocation of one token (:meth:`BearerVerifier.revoke` with
+``token``, or an inactive introspection response) blocks the credential, not
+one byte string. An ECDSA signature ``(r, s)`` is also valid as ``(r, n - s)``,
+and cryptography accepts both, so whoever holds an ES256 token can make a
+byte-different copy that verifies. The record therefore names the digest of the
+signing input ``header.payload``, which that change leaves alone, and the
+token's ``jti``.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import typing
 
 from frontauth.resource.token_cache import CacheEntry
 
@@ -30,7 +40,7 @@ PURGE_INTERVAL = 60.0
 
 
 class RevocationList:
-    """Revoked token digests, ``jti`` values, families and subjects, each with the time it may be forgotten."""
+    """Revoked signing-input digests, ``jti`` values, families and subjects, each with the time it may be forgotten."""
 
     def __init__(self) -> None:
         self._digests: dict[bytes, float] = {}
@@ -48,7 +58,7 @@ class RevocationList:
         return len(self._digests) + len(self._token_ids) + len(self._families) + len(self._subjects)
 
     def add_digest(self, digest: bytes, until: float) -> None:
-        """Revoke one token, by the digest of its bytes, until clock time ``until``."""
+        """Revoke one token, by the :func:`~frontauth.resource.token_cache.signing_input_digest`, until ``until``."""
         self._digests[digest] = max(until, self._digests.get(digest, until))
         self._next_purge = min(self._next_purge, until)
 
@@ -71,11 +81,11 @@ class RevocationList:
         self._subjects[subject] = (issued_before, until)
         self._next_purge = min(self._next_purge, until)
 
-    def is_revoked(self, digest: bytes, entry: CacheEntry, now: float) -> bool:
+    def is_revoked(self, entry: CacheEntry, now: float) -> bool:
         """Return whether a record revokes this token at clock time ``now``."""
         if now >= self._next_purge:
             self.purge(now)
-        if digest in self._digests:
+        if entry.signed_digest in self._digests:
             return True
         if entry.token_id is not None and entry.token_id in self._token_ids:
             return True
@@ -103,18 +113,26 @@ class RevocationList:
         self._next_purge = max(min(remaining, default=math.inf), now + PURGE_INTERVAL)
 
 
-def token_forget_time(token: str, leeway: int) -> float:
-    """Return when a revoked token has surely expired: its ``exp`` plus the leeway, or never.
+def unverified_claims(token: str) -> dict[str, typing.Any]:
+    """Return the claims of a token without checking its signature, or an empty dict if it has none.
 
-    The claims are read without checking the signature, which is harmless here:
-    a forged ``exp`` can only keep the revocation of that exact token longer.
+    Only for revocation, where reading them unchecked is harmless: the ``jti``
+    can only make a revocation refuse more tokens, and a token with altered
+    claims does not verify, so the ``exp`` that ends a record is that of the
+    credential the record refuses.
     """
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        expires_at = claims["exp"]
-    except (IndexError, ValueError, TypeError, KeyError, UnicodeDecodeError):
-        return math.inf
-    if isinstance(expires_at, bool) or not isinstance(expires_at, (int, float)):
+    except (IndexError, ValueError, TypeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: deeply nested JSON.
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def token_forget_time(claims: typing.Mapping[str, typing.Any], leeway: int) -> float:
+    """Return when a revoked token has surely expired: its ``exp`` plus the leeway, or never."""
+    expires_at = claims.get("exp")
+    if isinstance(expires_at, bool) or not isinstance(expires_at, (int, float)) or math.isnan(expires_at):
         return math.inf
     return expires_at + leeway

@@ -16,6 +16,15 @@ token that failed once is checked in full again next time.
 Invariant: an entry carries what every use must check again (``exp``, ``nbf``,
 ``iat``, the key, the scopes and the revocation keys), and the verifier checks
 them on each hit. The cache itself only stores and evicts.
+
+SECURITY: the key is the digest of the whole token, signature included, and not
+of the signing input (``header.payload``). An ECDSA signature ``(r, s)`` also
+verifies as ``(r, n - s)``, so one credential can have several valid byte
+strings; each is a separate entry and its first use is checked in full, which
+costs one signature check. Keyed by the signing input instead, a copy of a
+cached token with any signature at all, even a stripped or garbage one, would be
+a hit and be accepted. Revocation, which must cover every copy, is therefore
+recorded by :func:`signing_input_digest` and by ``jti`` (see revocation.py).
 """
 
 from __future__ import annotations
@@ -33,10 +42,19 @@ if typing.TYPE_CHECKING:
 
 
 def token_digest(token: str) -> bytes:
-    """Return the SHA-256 digest of a token, the key of its cache entry and of its revocation."""
+    """Return the SHA-256 digest of a token, signature included, the key of its cache entry."""
     # surrogatepass: a str from a caller may hold lone surrogates, which a
     # plain UTF-8 encode rejects. Such a token fails to parse later anyway.
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def signing_input_digest(token: str) -> bytes:
+    """Return the SHA-256 digest of a token's signing input, ``header.payload``, the key of its revocation.
+
+    Every byte string that verifies as this credential has the same signing
+    input, whatever the encoding of its signature (an ECDSA ``s`` or ``n - s``).
+    """
+    return hashlib.sha256(token.rpartition(".")[0].encode("utf-8", "surrogatepass")).digest()
 
 
 @attrs.define(slots=True, eq=False)
@@ -57,8 +75,10 @@ class CacheEntry:
     token_id: str | None
     family_id: str | None
     subject: str | None
+    signed_digest: bytes
+    """:func:`signing_input_digest` of the token, which revocations of that exact credential name."""
     introspected_at: float | None = None
-    """Verifier clock time of the last introspection that found the token active."""
+    """Monotonic clock time of the last introspection that found the token active."""
 
 
 class VerifiedTokenCache:

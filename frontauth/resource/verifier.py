@@ -47,8 +47,8 @@ from joserfc.jwt import JWTClaimsRegistry
 from frontauth.resource.errors import InsufficientScope, IntrospectionUnavailable, InvalidToken
 from frontauth.resource.introspection import Introspection, Introspector
 from frontauth.resource.jwks import Clock, KeySetCache
-from frontauth.resource.revocation import RevocationList, token_forget_time
-from frontauth.resource.token_cache import CacheEntry, VerifiedTokenCache, token_digest
+from frontauth.resource.revocation import RevocationList, token_forget_time, unverified_claims
+from frontauth.resource.token_cache import CacheEntry, VerifiedTokenCache, signing_input_digest, token_digest
 
 logger = logging.getLogger("frontauth.resource")
 
@@ -141,8 +141,13 @@ class BearerVerifier:
             without an expiry is remembered. It must be at least the lifetime
             of the access tokens.
         clock: wall-clock time in seconds since the epoch, for ``exp``,
-            ``nbf`` and ``iat``, revocations and introspection; tests pass a
-            clock they move.
+            ``nbf`` and ``iat`` and the forget times of revocations; tests pass
+            a clock they move.
+        monotonic_clock: monotonic time in seconds, for intervals: how long an
+            ``active`` introspection response is trusted, the backoff after a
+            failed introspection, and the key set's ttl, cool-down and backoff
+            (unless ``keys`` is given). A step of the wall clock (an NTP
+            correction) does not move it; tests pass a clock they move.
 
     Raises:
         ValueError: an argument is invalid.
@@ -171,6 +176,7 @@ class BearerVerifier:
         introspection: Introspection | None = None,
         revocation_retention: float = DEFAULT_REVOCATION_RETENTION,
         clock: Clock = time.time,
+        monotonic_clock: Clock = time.monotonic,
     ) -> None:
         if urllib.parse.urlsplit(issuer).scheme not in ("https", "http"):
             raise ValueError(f"issuer must be an http or https URL, got {issuer!r}")
@@ -192,6 +198,7 @@ class BearerVerifier:
             raise ValueError(f"revocation_retention must be more than 0 seconds, got {revocation_retention}")
         self.revocation_retention = revocation_retention
         self._clock = clock
+        self._monotonic_clock = monotonic_clock
         self.algorithms = tuple(algorithms)
         unsupported = sorted(set(self.algorithms) - _SUPPORTED_ALGORITHMS)
         if unsupported or not self.algorithms:
@@ -208,11 +215,14 @@ class BearerVerifier:
             refetch_cooldown=refetch_cooldown,
             timeout=http_timeout,
             session=session,
+            clock=monotonic_clock,
         )
         self._claims_registry = self._build_claims_registry()
         self.token_cache = VerifiedTokenCache(token_cache_size)
         self.revocations = RevocationList()
-        self.introspector = Introspector(introspection, session, clock) if introspection is not None else None
+        self.introspector = (
+            Introspector(introspection, session, monotonic_clock) if introspection is not None else None
+        )
 
     async def __aenter__(self) -> BearerVerifier:
         return self
@@ -267,11 +277,14 @@ class BearerVerifier:
             self._check_cached_times(digest, entry, int(now))
             cache = False
 
-        if self.revocations and self.revocations.is_revoked(digest, entry, now):
+        # SECURITY: revocations name the signing input and the jti, not these
+        # bytes, so that a malleated copy of a revoked token (an ECDSA s
+        # replaced by n - s) is refused too, cached or not.
+        if self.revocations and self.revocations.is_revoked(entry, now):
             self.token_cache.discard(digest)
             raise InvalidToken("The access token was revoked")
         if self.introspector is not None:
-            await self._check_introspection(digest, token, entry, now)
+            await self._check_introspection(digest, token, entry)
         if cache:
             self.token_cache.put(digest, entry)
 
@@ -296,7 +309,10 @@ class BearerVerifier:
         processes need their own call.
 
         Args:
-            token: that exact token.
+            token: that token, including any copy of it that differs only in
+                the encoding of its signature (an ECDSA signature ``(r, s)`` is
+                also valid as ``(r, n - s)``). Its ``jti``, read without
+                checking the signature, is revoked too.
             token_id: the token whose ``jti`` is this.
             family_id: every token whose ``fid`` (frontauth's refresh-token
                 family) is this.
@@ -317,9 +333,14 @@ class BearerVerifier:
         now = self._clock()
         forget_at = now + self.revocation_retention if until is None else until
         if token is not None:
-            digest = token_digest(token)
-            self.revocations.add_digest(digest, token_forget_time(token, self.leeway) if until is None else until)
-            self.token_cache.discard(digest)
+            claims = unverified_claims(token)
+            token_until = token_forget_time(claims, self.leeway) if until is None else until
+            self.revocations.add_digest(signing_input_digest(token), token_until)
+            jti = claims.get("jti")
+            if isinstance(jti, str) and jti:
+                self.revocations.add_token_id(jti, token_until)
+            # Cached copies with another signature are refused, then dropped, on their next use.
+            self.token_cache.discard(token_digest(token))
         if token_id is not None:
             self.revocations.add_token_id(token_id, forget_at)
         if family_id is not None:
@@ -327,11 +348,14 @@ class BearerVerifier:
         if subject is not None:
             self.revocations.add_subject(subject, now if issued_before is None else issued_before, forget_at)
 
-    async def _check_introspection(self, digest: bytes, token: str, entry: CacheEntry, now: float) -> None:
+    async def _check_introspection(self, digest: bytes, token: str, entry: CacheEntry) -> None:
         """Introspect the token unless an ``active`` response is less than ``interval`` seconds old."""
         assert self.introspector is not None
         checked = entry.introspected_at
-        if checked is not None and now - checked < self.introspector.settings.interval:
+        # The interval is measured on the monotonic clock: with the wall clock,
+        # stepping it back an hour would trust an active response for an hour.
+        started = self._monotonic_clock()
+        if checked is not None and 0 <= started - checked < self.introspector.settings.interval:
             return
         active = await self.introspector.is_active(digest, token)
         if active is None:
@@ -341,11 +365,15 @@ class BearerVerifier:
         if not active:
             # SECURITY: an authorization server does not reactivate a revoked
             # token, so the inactive response is kept until the token expires.
+            # It names the signing input and the jti, so that a malleated copy of
+            # the token is refused too, even while introspection fails open.
             forget_at = math.inf if entry.expires_at is None else entry.expires_at + self.leeway
-            self.revocations.add_digest(digest, forget_at)
+            self.revocations.add_digest(entry.signed_digest, forget_at)
+            if entry.token_id:
+                self.revocations.add_token_id(entry.token_id, forget_at)
             self.token_cache.discard(digest)
             raise InvalidToken("The access token was revoked")
-        entry.introspected_at = now
+        entry.introspected_at = started
 
     async def _verify_in_full(self, token: str) -> CacheEntry:
         """Run the checks that a cached token skips: form, key, signature and claims."""
@@ -383,6 +411,7 @@ class BearerVerifier:
             token_id=claims.get("jti"),
             family_id=family_id if isinstance(family_id, str) else None,
             subject=claims.get("sub"),
+            signed_digest=signing_input_digest(token),
         )
 
     def _check_cached_times(self, digest: bytes, entry: CacheEntry, now: int) -> None:
@@ -463,7 +492,7 @@ class BearerVerifier:
     def _check_claims(self, payload: bytes) -> dict[str, typing.Any]:
         try:
             claims = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise InvalidToken("The access token is malformed") from None
         if not isinstance(claims, dict):
             raise InvalidToken("The access token is malformed")
