@@ -211,7 +211,12 @@ READ_AHEAD_KINDS = (":client:", ":session:", ":code:", ":refresh:")
 
 
 class RecordingDriver:
-    """A memory driver that records every async operation with its arguments."""
+    """A memory driver that records every async operation with its arguments.
+
+    It stands for a driver with round trips, so the read-ahead path runs.
+    """
+
+    saves_round_trips = True
 
     def __init__(self) -> None:
         self.inner = MemoryDriver(cleanup_interval=0)
