@@ -9,7 +9,9 @@ attacker cannot turn frontauth into an open redirector.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import time
 import typing
 import urllib.parse
@@ -50,9 +52,28 @@ def json_response(body: typing.Any, status: int = 200, headers: dict[str, str] |
     )
 
 
+# Characters that urlencode() leaves as they are (quote_plus's safe set).
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.\-~]*")
+
+
+@functools.lru_cache(maxsize=256)
+def _quoted_cached(value: str) -> str:
+    return urllib.parse.quote_plus(value)
+
+
+def _quoted(value: str) -> str:
+    """Return ``value`` as urlencode() writes it; codes and most states need no quoting."""
+    if _UNRESERVED.fullmatch(value):
+        return value
+    if len(value) <= 200:
+        # The issuer and the error descriptions come back on every redirect.
+        return _quoted_cached(value)
+    return urllib.parse.quote_plus(value)
+
+
 def redirect_with_params(redirect_uri: str, params: dict[str, str]) -> web.Response:
     """302 to the client's redirect_uri with params added to its query (RFC 6749 §4.1.2)."""
-    added = urllib.parse.urlencode(params)
+    added = "&".join(f"{_quoted(name)}={_quoted(value)}" for name, value in params.items())
     if "#" not in redirect_uri:
         # Registered redirect URIs carry no fragment (RFC 6749 §3.1.2), so the
         # query can be appended to the text as it is, which is what the general

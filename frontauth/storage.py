@@ -71,6 +71,11 @@ class Driver(typing.Protocol):
     ``ttl`` is in seconds (float allowed); ``None`` means no expiry. An expired
     key behaves exactly like a missing one for every operation. Backend
     failures raise :class:`StorageUnavailable`, never a backend-specific error.
+
+    A driver may set ``saves_round_trips = False`` when it works in process:
+    callers then skip the reads ahead and concurrent writes that only pay off
+    when each operation crosses the network. Drivers without the attribute
+    are treated as remote.
     """
 
     name: str

@@ -1,4 +1,4 @@
-"""Parsing of urlencoded parameters: frontauth's parser against the standard library's.
+"""Urlencoded parameters: frontauth's parser and redirect encoder against the standard library's.
 
 ``frontauth.params`` splits query strings and form bodies itself and decodes
 only the parts that need it. These tests hold it to ``urllib.parse.parse_qsl``
@@ -15,6 +15,7 @@ import pytest
 
 from frontauth.errors import InvalidRequest
 from frontauth.params import MAX_PARAMETERS, _parse, split_pairs
+from frontauth.responses import redirect_with_params
 
 
 def reference(text: str) -> list[tuple[str, str]]:
@@ -84,3 +85,15 @@ def test_split_pairs_rejects_too_many_fields() -> None:
     with pytest.raises(InvalidRequest) as caught:
         split_pairs("&".join(f"p{i}=1" for i in range(MAX_PARAMETERS + 1)))
     assert caught.value.description == "malformed parameters"
+
+
+def test_redirect_query_matches_urlencode() -> None:
+    pieces = ["a", "Z", "0", "-", "_", ".", "~", " ", "%", "&", "=", "+", "/", ":", "?", "#", "\u00e9", "\u2028", ";", "'"]
+    generator = random.Random(4)
+    for _ in range(5_000):
+        params = {
+            name: "".join(generator.choice(pieces) for _ in range(generator.randint(0, 20)))
+            for name in ("code", "state", "iss", "error_description")
+        }
+        location = redirect_with_params("https://client.example/cb", params).headers["Location"]
+        assert location == "https://client.example/cb?" + urllib.parse.urlencode(params), params

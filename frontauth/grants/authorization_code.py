@@ -76,9 +76,14 @@ async def handle(services: Services, client: ClientRecord, form: dict[str, str])
     # The swap decides which redemption wins. The new refresh record is written
     # at the same time (one pipeline on a single Redis server) and deleted when
     # the swap loses, which is safe because no client has seen that token yet.
-    before, _ = await asyncio.gather(
-        services.stores.consume_code(code, record), store_refresh(services, prepared)
-    )
+    if getattr(services.stores.driver, "saves_round_trips", True):
+        before, _ = await asyncio.gather(
+            services.stores.consume_code(code, record), store_refresh(services, prepared)
+        )
+    else:
+        # In process there is no round trip to share, and gather's tasks cost more than they save.
+        before = await services.stores.consume_code(code, record)
+        await store_refresh(services, prepared)
     if before is None or before.consumed:
         await services.stores.delete_refresh(prepared.refresh_token)
     if before is None:
