@@ -75,6 +75,24 @@ def _load(cls: type[R], raw: bytes | None) -> R | None:
     return cls(**data)
 
 
+@functools.lru_cache(maxsize=1024)
+def _load_client_bytes(raw: bytes) -> ClientRecord:
+    return typing.cast(ClientRecord, _load(ClientRecord, raw))
+
+
+def _load_client(raw: bytes | None) -> ClientRecord | None:
+    """Decode a client record, reusing the decoded record for bytes seen before.
+
+    Clients are read on nearly every request and rarely change. The cache
+    maps the stored bytes to the frozen record they decode to, so a client
+    updated or deleted in storage is never served from it: its new bytes
+    (or None) are what the caller read.
+    """
+    if raw is None:
+        return None
+    return _load_client_bytes(raw)
+
+
 # Values read ahead for the current request, by storage key (None: missing).
 # Set by request_read_ahead() and filled by Stores.keep_read_ahead().
 _READ_AHEAD: contextvars.ContextVar[dict[str, bytes | None] | None] = contextvars.ContextVar(
@@ -392,7 +410,7 @@ class Stores:
         return self.key("client", client_id)
 
     async def get_client(self, client_id: str) -> ClientRecord | None:
-        return _load(ClientRecord, await self._read(self.client_key(client_id)))
+        return _load_client(await self._read(self.client_key(client_id)))
 
     async def create_client(self, record: ClientRecord, ttl: float | None = None) -> bool:
         """Store a new client, expiring after ``ttl`` seconds unless None; False when the client_id is taken."""
