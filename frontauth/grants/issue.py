@@ -70,29 +70,3 @@ def prepare_tokens(
 async def store_refresh(services: Services, prepared: PreparedTokens) -> None:
     """Store the refresh record of prepared tokens, for the refresh token's lifetime."""
     await services.stores.put_refresh(prepared.refresh_token, prepared.record, prepared.lifetime)
-
-
-async def issue_tokens(
-    services: Services,
-    *,
-    client_id: str,
-    subject: str,
-    scope: str,
-    resource: str,
-    family_id: str,
-    auth_time: int,
-    refresh_scope: str | None = None,
-) -> dict[str, object]:
-    """Mint an access token and a new refresh token of the family, store the refresh record; return the body."""
-    prepared = prepare_tokens(
-        services,
-        client_id=client_id,
-        subject=subject,
-        scope=scope,
-        resource=resource,
-        family_id=family_id,
-        auth_time=auth_time,
-        refresh_scope=refresh_scope,
-    )
-    await store_refresh(services, prepared)
-    return prepared.body

@@ -30,7 +30,7 @@ import logging
 
 from frontauth import fastjson
 from frontauth.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
-from frontauth.grants.issue import issue_tokens
+from frontauth.grants.issue import prepare_tokens, store_refresh
 from frontauth.identifiers import same_identifier
 from frontauth.services import Services
 from frontauth.stores import ClientRecord, RefreshRecord
@@ -141,7 +141,8 @@ async def rotate_once(services: Services, token: str, record: RefreshRecord, sco
 
 
 async def issue(services: Services, record: RefreshRecord, scope: str) -> dict[str, object]:
-    return await issue_tokens(
+    """Mint the successor pair of ``record`` at ``scope`` and store its refresh record; return the body."""
+    prepared = prepare_tokens(
         services,
         client_id=record.client_id,
         subject=record.subject,
@@ -151,6 +152,8 @@ async def issue(services: Services, record: RefreshRecord, scope: str) -> dict[s
         auth_time=record.auth_time,
         refresh_scope=record.scope,
     )
+    await store_refresh(services, prepared)
+    return prepared.body
 
 
 async def handle(services: Services, client: ClientRecord, form: dict[str, str]) -> dict[str, object]:
