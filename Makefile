@@ -28,7 +28,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed setup.cfg
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
-# frontauth alone, memory and Redis drivers; see bench/README.md.
+# frontauth alone, on the memory, Redis and SQLite drivers; see bench/README.md.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
