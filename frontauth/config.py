@@ -142,7 +142,9 @@ class StorageSettings:
     cleanup_interval: float = _help(
         "Seconds between sweeps of expired records (memory and SQLite drivers); 0 turns it off.", default=60.0
     )
-    pool_size: int = _help("Maximum connections per Redis node.", default=50)
+    pool_size: int = _help(
+        "Maximum connections per node of a Redis Cluster. A single Redis server gets one multiplexed connection.", default=50
+    )
     connect_timeout: float = _help("Seconds to wait for a Redis connection.", default=5.0)
     command_timeout: float = _help("Seconds to wait for a Redis reply.", default=5.0)
     retry_attempts: int = _help(
