@@ -256,7 +256,10 @@ async def fetch_userinfo(services: Services, access_token: str, subject: str | N
                                timeout=upstream.timeout, allow_redirects=False) as response:
             if response.status != 200:
                 raise FetchError(f"HTTP {response.status}")
-            document = await response.json(content_type=None)
+            body = await read_limited(response.content, _MAX_TOKEN_RESPONSE)
+            if len(body) > _MAX_TOKEN_RESPONSE:
+                raise FetchError(f"the response is larger than {_MAX_TOKEN_RESPONSE} bytes")
+            document = json.loads(body)
     except (FetchError, aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
         logger.warning("upstream userinfo not used: %s", type(exc).__name__ if not isinstance(exc, FetchError) else exc)
         return {}

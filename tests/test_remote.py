@@ -333,6 +333,28 @@ async def test_deeply_nested_userinfo_is_ignored(
     assert session.email is None
 
 
+async def test_oversized_userinfo_is_ignored(
+    make_client: typing.Any, stub: UpstreamStub, aiohttp_server: typing.Any
+) -> None:
+    """Userinfo over the size cap is skipped unread; the ID token still signs the user in."""
+    from aiohttp import web
+
+    async def userinfo(request: web.Request) -> web.Response:
+        return web.json_response({"sub": "alice", "email": "big@idp.example", "padding": "a" * 200_000})
+
+    app = web.Application()
+    app.router.add_get("/userinfo", userinfo)
+    big = await aiohttp_server(app)
+    client = await make_client(f'use_userinfo = true\nuserinfo_endpoint = "http://127.0.0.1:{big.port}/userinfo"\n')
+
+    response = await sign_in(client, stub)
+
+    assert response.status == 302
+    session = await client.app[SERVICES].stores.get_session(session_id_of(client))
+    assert session.subject == "alice"
+    assert session.email is None
+
+
 async def test_expiring_token_refreshed_once_under_concurrency(make_client: typing.Any, stub: UpstreamStub) -> None:
     client = await make_client()
     stub.expires_in = 30  # within the default 60 s skew
