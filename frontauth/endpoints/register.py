@@ -18,6 +18,7 @@ import fnmatch
 import hmac
 import json
 import time
+import typing
 import unicodedata
 import urllib.parse
 import uuid
@@ -236,12 +237,19 @@ def check_metadata(services: Services, metadata: dict[str, object]) -> ClientRec
     )
 
 
+def _reject_constant(name: str) -> typing.NoReturn:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 async def _read_json(request: web.Request) -> dict[str, object]:
     if request.content_type != "application/json":
         raise InvalidRequest("the body must be application/json (RFC 7591 section 3.1)")
     raw = await request.read()
     try:
-        metadata = json.loads(raw)
+        # RFC 8259 §8.1: JSON between systems is UTF-8, so the body is decoded
+        # as UTF-8 here; json.loads on bytes would also take UTF-16 and UTF-32.
+        # NaN and Infinity are not JSON (RFC 8259 §6) and are rejected too.
+        metadata = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError):
         raise InvalidClientMetadata("the body is not valid JSON") from None
     except RecursionError:
