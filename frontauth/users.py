@@ -156,8 +156,14 @@ def load_users_file(path: str, source: str | None) -> dict[str, dict[str, str]]:
     for name, entry in users.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("password_hash"), str):
             raise ConfigError("login.users_file", source, f"{path}: users.{name} needs a password_hash string")
-        if not entry["password_hash"].startswith(("scrypt$", "sha256$")):
-            raise ConfigError("login.users_file", source, f"{path}: users.{name}.password_hash is not a frontauth hash")
+        if not entry["password_hash"].startswith("scrypt$"):
+            # A plain SHA-256 hash (the form of generated client secrets) is too
+            # fast to guess a person's password from, so users need scrypt.
+            raise ConfigError(
+                "login.users_file",
+                source,
+                f"{path}: users.{name}.password_hash is not an scrypt hash; set it with 'frontauth users add'",
+            )
     return users
 
 

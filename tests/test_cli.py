@@ -56,6 +56,15 @@ async def test_users_file_signs_in_known_user_only(tmp_path):
     assert await directory.authenticate("mallory", "password-one") is None
 
 
+def test_users_file_rejects_unsalted_sha256(tmp_path):
+    users = tmp_path / "u.toml"
+    users.write_text('[users.alice]\npassword_hash = "sha256$' + "A" * 43 + '"\n')
+    with pytest.raises(config.ConfigError) as caught:
+        UserDirectory(config.load(environ={"FRONTAUTH_LOGIN_USERS_FILE": str(users)}))
+    assert "users.alice.password_hash is not an scrypt hash" in str(caught.value)
+    assert "login.users_file" in str(caught.value)
+
+
 async def test_authenticate_hook_is_called(tmp_path, monkeypatch):
     (tmp_path / "directory_hook.py").write_text(
         "async def check(username, password):\n"
