@@ -181,6 +181,27 @@ def check_audience(settings: config.Settings) -> Finding:
     )
 
 
+def check_resource_origin(settings: config.Settings) -> Finding:
+    """RFC 9728 §3.3: the root resource metadata must name a resource on frontauth's own origin.
+
+    Transparent and public modes serve the metadata of the resource they
+    stand in front of at the root well-known URL. A client that built that
+    URL from a resource on another origin rejects the document.
+    """
+    from frontauth import transparent
+    from frontauth.endpoints.metadata import origin_of
+
+    resource = transparent.audience(settings) if settings.mode == "transparent" else settings.audiences[0]
+    if origin_of(resource) == origin_of(settings.issuer):
+        return Finding("resource origin", PASS, f"the root resource metadata names {resource}, on this origin")
+    return Finding(
+        "resource origin", WARN,
+        f"the root resource metadata names {resource}, on another origin than {settings.issuer}; clients "
+        "reject it (RFC 9728 section 3.3): serve frontauth on the resource's origin or set public_url to it",
+        "public_url",
+    )
+
+
 def check_machine_id(settings: config.Settings) -> Finding:
     scheme = _storage_scheme(settings)
     if scheme == "memory":
@@ -321,6 +342,8 @@ def audit_settings(settings: config.Settings, now: float | None = None) -> list[
 
     now = time.time() if now is None else now
     upstream = [check_upstream_issuer(settings)] if settings.mode in config.UPSTREAM_MODES else []
+    if settings.mode in ("transparent", "public"):
+        upstream.append(check_resource_origin(settings))
     return upstream + [
         check_profile(settings),
         check_files(settings),

@@ -581,3 +581,21 @@ async def test_probe_body_over_limit_fails(aiohttp_server: typing.Any, chunked: 
     assert findings["resource metadata"].reason == f"GET of the resource metadata failed: {too_large}"
     assert findings["bogus code"].status == "fail"
     assert findings["bogus code"].reason == f"token endpoint request failed: {too_large}"
+
+
+@pytest.mark.parametrize(
+    ("toml", "status"),
+    [
+        ('mode = "public"\npublic_url = "https://mcp.example.com"\nresources = ["https://mcp.example.com/mcp"]\n', "pass"),
+        ('mode = "public"\npublic_url = "https://auth.example.com"\nresources = ["https://mcp.example.com/mcp"]\n', "warn"),
+        ('mode = "transparent"\npublic_url = "https://mcp.example.com"\n[upstream]\nprovider = "https://idp.example"\n'
+         'expected_audience = "https://other.example/mcp"\n', "warn"),
+        ('mode = "transparent"\npublic_url = "https://mcp.example.com"\n[upstream]\nprovider = "https://idp.example"\n',
+         "pass"),
+    ],
+)
+def test_resource_origin_audit(tmp_path: pathlib.Path, toml: str, status: str) -> None:
+    path = tmp_path / "frontauth.toml"
+    path.write_text(toml)
+    findings = {finding.item: finding for finding in check.audit_settings(config.load(str(path), environ={}))}
+    assert findings["resource origin"].status == status
