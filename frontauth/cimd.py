@@ -165,8 +165,9 @@ def check_address(address: str, settings: Settings) -> None:
     """Reject an address that points inside the server's network, unless allow-listed.
 
     Raises:
-        DocumentRejected: a private, loopback, link-local, multicast, reserved or
-            unspecified address outside ``cimd.allowed_networks``.
+        DocumentRejected: an address that is not globally reachable (private,
+            loopback, link-local, shared, reserved and the like), or multicast,
+            outside ``cimd.allowed_networks``.
     """
     ip = ipaddress.ip_address(address.split("%")[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -176,8 +177,15 @@ def check_address(address: str, settings: Settings) -> None:
     if ip.is_loopback and settings.cimd.allow_http_loopback:
         return
     # SECURITY: the client chooses this URL; these ranges reach internal services and cloud metadata.
-    if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
-        raise DocumentRejected("the client_id URL resolves to a private or internal address")
+    # is_global also leaves out ranges that is_private misses, such as the shared
+    # address space 100.64.0.0/10 (RFC 6598), where some clouds keep their metadata
+    # service. A 6to4 address (2002::/16) carries an IPv4 address that must pass too.
+    embedded = ip.sixtofour if isinstance(ip, ipaddress.IPv6Address) else None
+    for candidate in (ip, embedded):
+        if candidate is None:
+            continue
+        if not candidate.is_global or candidate.is_multicast or candidate.is_reserved or candidate.is_unspecified:
+            raise DocumentRejected("the client_id URL resolves to a private or internal address")
 
 
 class CheckedResolver(AbstractResolver):

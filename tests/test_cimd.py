@@ -15,7 +15,7 @@ import socket
 import pytest
 from aiohttp import web
 
-from frontauth import cimd
+from frontauth import cimd, config
 from frontauth.app import create_app
 from frontauth.appkeys import SERVICES
 from frontauth.drivers.memory import MemoryDriver
@@ -345,3 +345,27 @@ async def test_fullwidth_loopback_address_rejected(aiohttp_client, make_settings
     page = await rejected_page(http, url)
     assert page["description"] == "the client_id URL resolves to a private or internal address"
     assert resolved_hosts == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "100.100.100.200",  # shared address space (RFC 6598), a cloud metadata service
+        "::ffff:100.100.100.200",
+        "2002:a9fe:a9fe::",  # 6to4 wrapping 169.254.169.254
+        "169.254.169.254",
+        "10.0.0.1",
+        "192.0.2.1",
+        "64:ff9b::a9fe:a9fe",
+        "::1",
+        "224.0.0.1",
+    ],
+)
+def test_check_address_refuses_internal(address: str) -> None:
+    with pytest.raises(cimd.DocumentRejected):
+        cimd.check_address(address, config.Settings())
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "2001:4860:4860::8888", "2002:808:808::1"])
+def test_check_address_allows_global(address: str) -> None:
+    cimd.check_address(address, config.Settings())
