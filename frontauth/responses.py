@@ -130,7 +130,8 @@ def _log_rejection(request: web.Request, error: errors.OAuthError) -> None:
 
 def _is_protocol_path(path: str) -> bool:
     """Return whether a path belongs to the OAuth endpoints or the discovery documents."""
-    return path.startswith("/oauth/") or "/.well-known/" in path
+    path = "/" + path.lstrip("/")  # a doubled leading slash still names an OAuth path
+    return path == "/oauth" or path.startswith("/oauth/") or "/.well-known" in path
 
 
 def _render_routing_error(request: web.Request, exc: web.HTTPException) -> web.StreamResponse:

@@ -44,7 +44,14 @@ async def test_wrong_method_on_browser_path_is_page(http, method, path, allow):
 
 @pytest.mark.parametrize(
     "path",
-    ["/.well-known/oauth-authorization-server/x", "/.well-known/unknown", "/oauth/unknown", "/x/.well-known/openid-configuration"],
+    [
+        "/.well-known/oauth-authorization-server/x",
+        "/.well-known/unknown",
+        "/oauth/unknown",
+        "/x/.well-known/openid-configuration",
+        "/oauth",
+        "/.well-known",
+    ],
 )
 async def test_unknown_protocol_path_is_json_404(http, path):
     response = await http.get(path)
