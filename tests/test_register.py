@@ -189,6 +189,40 @@ async def test_hidden_character_rejected(http, field, value, character):
     assert description == f"{field} contains {character}, a control, format or unassigned character"
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("\u3164", id="hangul-filler"),
+        pytest.param("a\u115fb", id="hangul-choseong-filler"),
+        pytest.param("\u2800\u2800", id="blank-braille"),
+        pytest.param("a\u034f\u0336", id="combining-grapheme-joiner"),
+    ],
+)
+async def test_blank_character_rejected(http, value):
+    status, error, description = await error_of(await post_metadata(http, public(client_name=value)))
+    assert status == 400
+    assert error == "invalid_client_metadata"
+    assert description.startswith("client_name contains U+")
+    assert description.endswith(", a character that shows as blank")
+
+
+@pytest.mark.parametrize("query", ["code=evil", "state=x", "x=1&iss=https://evil.example", "error=access_denied"])
+async def test_redirect_uri_with_response_parameter_rejected(http, query):
+    metadata = public()
+    metadata["redirect_uris"] = [f"http://127.0.0.1:3/cb?{query}"]
+    status, error, description = await error_of(await post_metadata(http, metadata))
+    assert status == 400
+    assert error == "invalid_redirect_uri"
+    assert description.startswith("a redirect URI must not carry the response parameter ")
+
+
+async def test_redirect_uri_with_other_query_accepted(http):
+    metadata = public()
+    metadata["redirect_uris"] = ["http://127.0.0.1:3/cb?tenant=a&codes=1"]
+    response = await post_metadata(http, metadata)
+    assert response.status == 201, await response.text()
+
+
 async def test_names_in_any_script_accepted(http):
     # Right-to-left letters, combining marks, CJK and emoji are printable, so they stay allowed.
     name = "\u05e2\u05d5\u05e8\u05da \u0915\u094d\u0937 \u7de8\u96c6 \U0001f680 Caf\u00e9"

@@ -67,6 +67,12 @@ CAP_WINDOW = 10 * 365 * 86400.0
 # NOTE: "unassigned" follows the Unicode version of the running Python
 # (unicodedata.unidata_version), so a character newer than that is rejected.
 HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Letters and symbols that render as nothing or as blank space (Hangul fillers,
+# the blank braille pattern) and the combining grapheme joiner, which only hides
+# the marks around it.
+BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f")
+# Parameters of the authorization response (RFC 6749 §4.1.2, §4.1.2.1; RFC 9207).
+RESPONSE_PARAMETERS = frozenset({"code", "state", "iss", "error", "error_description", "error_uri"})
 # String metadata a person reads (RFC 7591 §2). contacts, a list, is checked separately.
 # Only client_name, client_uri and logo_uri are stored.
 DISPLAY_FIELDS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri")
@@ -119,15 +125,15 @@ def _string_list(metadata: dict[str, object], name: str) -> list[str] | None:
 
 
 def hidden_character(text: str) -> str | None:
-    """Return the first character of text in HIDDEN_CATEGORIES as ``U+XXXX``, or None when there is none."""
+    """Return the first hidden or blank character of text as ``U+XXXX``, or None when there is none."""
     for character in text:
-        if unicodedata.category(character) in HIDDEN_CATEGORIES:
+        if character in BLANK_CHARACTERS or unicodedata.category(character) in HIDDEN_CATEGORIES:
             return f"U+{ord(character):04X}"
     return None
 
 
 def check_display_fields(metadata: dict[str, object]) -> None:
-    """Reject display fields that are not strings or that contain a control, format or unassigned character.
+    """Reject display fields that are not strings or that contain a hidden or blank character.
 
     RFC 7591 §3.2.2 names the error for a metadata value the server does not accept: invalid_client_metadata.
     """
@@ -139,6 +145,8 @@ def check_display_fields(metadata: dict[str, object]) -> None:
     values.extend(("contacts", contact) for contact in _string_list(metadata, "contacts") or [])
     for name, value in values:
         code = hidden_character(value)
+        if code is not None and chr(int(code[2:], 16)) in BLANK_CHARACTERS:
+            raise InvalidClientMetadata(f"{name} contains {code}, a character that shows as blank")
         if code is not None:
             raise InvalidClientMetadata(f"{name} contains {code}, a control, format or unassigned character")
 
@@ -181,6 +189,11 @@ def check_redirect_uri(services: Services, uri: str, application_type: str | Non
     if not parts.scheme or parts.fragment or "#" in uri:
         # RFC 6749 §3.1.2: absolute URI without a fragment.
         raise InvalidRedirectUri("redirect URIs must be absolute and carry no fragment")
+    taken = sorted(RESPONSE_PARAMETERS.intersection(name for name, _ in urllib.parse.parse_qsl(parts.query, True)))
+    if taken:
+        # A query that already carries code, state or iss would put two of them in
+        # the redirect, and a client reading the first would take the forged one.
+        raise InvalidRedirectUri(f"a redirect URI must not carry the response parameter {taken[0]} in its query")
     patterns = services.settings.registration.allowed_redirect_uris
     if patterns:
         if not any(uri_syntax.matches_pattern(uri, pattern) for pattern in patterns):
