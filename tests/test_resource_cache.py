@@ -741,3 +741,13 @@ async def test_introspection_learns_revocation_at_frontauth(frontauth_server: ty
 
     assert description == "The access token was revoked"
     assert verifier.token_cache.hits == 3
+
+
+async def test_revoke_forged_token_is_forgotten_after_retention(verifier: BearerVerifier, clock: FakeClock) -> None:
+    # exp comes from an unverified payload, so it cannot keep a record for ever.
+    header = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode()
+    payload = base64.urlsafe_b64encode(b'{"jti":"forged","exp":1e308}').rstrip(b"=").decode()
+    verifier.revoke(token=f"{header}.{payload}.")
+    assert len(verifier.revocations) == 2
+    verifier.revocations.purge(clock() + verifier.revocation_retention + 1)
+    assert len(verifier.revocations) == 0

@@ -312,7 +312,11 @@ class BearerVerifier:
             token: that token, including any copy of it that differs only in
                 the encoding of its signature (an ECDSA signature ``(r, s)`` is
                 also valid as ``(r, n - s)``). Its ``jti``, read without
-                checking the signature, is revoked too.
+                checking the signature, is revoked too. Pass only a token
+                that this verifier accepted or that came from a trusted
+                source: an unverified token can name any ``jti``, so a
+                caller that revokes whatever a client sends would let anyone
+                revoke another person's token.
             token_id: the token whose ``jti`` is this.
             family_id: every token whose ``fid`` (frontauth's refresh-token
                 family) is this.
@@ -322,8 +326,8 @@ class BearerVerifier:
                 Defaults to the verifier clock's current time.
             until: clock time after which the revocation may be forgotten,
                 because the tokens it covers have expired. Defaults to the
-                token's ``exp`` plus the leeway for ``token``, and to now plus
-                ``revocation_retention`` otherwise.
+                token's ``exp`` plus the leeway for ``token``, at most now plus
+                ``revocation_retention``, and to now plus the retention otherwise.
 
         Raises:
             ValueError: none of the four is given.
@@ -334,7 +338,8 @@ class BearerVerifier:
         forget_at = now + self.revocation_retention if until is None else until
         if token is not None:
             claims = unverified_claims(token)
-            token_until = token_forget_time(claims, self.leeway) if until is None else until
+            # Capped at the retention: exp comes from an unverified payload here.
+            token_until = min(token_forget_time(claims, self.leeway), forget_at) if until is None else until
             self.revocations.add_digest(signing_input_digest(token), token_until)
             jti = claims.get("jti")
             if isinstance(jti, str) and jti:
