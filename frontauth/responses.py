@@ -76,8 +76,8 @@ def redirect_with_params(redirect_uri: str, params: dict[str, str]) -> web.Respo
     added = "&".join(f"{_quoted(name)}={_quoted(value)}" for name, value in params.items())
     if "#" not in redirect_uri:
         # Registered redirect URIs carry no fragment (RFC 6749 §3.1.2), so the
-        # query can be appended to the text as it is, which is what the general
-        # path below produces for such a URI.
+        # query can be appended to the text as it is. This matches the general
+        # path below, except that a query ending in "&" gets no second "&".
         if "?" not in redirect_uri:
             location = f"{redirect_uri}?{added}"
         elif redirect_uri.endswith(("?", "&")):
