@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import typing
 import urllib.parse
@@ -29,7 +28,7 @@ import urllib.parse
 import aiohttp
 import attrs
 
-from frontauth.resource.jwks import MAX_DOCUMENT_SIZE, Clock, loggable_url
+from frontauth.resource.jwks import MAX_DOCUMENT_SIZE, Clock, loggable_url, parse_json, read_capped
 
 logger = logging.getLogger("frontauth.resource")
 
@@ -173,19 +172,17 @@ class Introspector:
             ) as response:
                 if response.status != 200:
                     raise IntrospectionFailed(f"POST {shown} returned HTTP {response.status}")
-                body = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > MAX_DOCUMENT_SIZE:
-                        raise IntrospectionFailed(f"POST {shown} returned more than {MAX_DOCUMENT_SIZE} bytes")
+                body = await read_capped(response)
+                if body is None:
+                    raise IntrospectionFailed(f"POST {shown} returned more than {MAX_DOCUMENT_SIZE} bytes")
         except asyncio.TimeoutError:
             raise IntrospectionFailed(f"POST {shown} timed out") from None
         except aiohttp.ClientError as exc:
             raise IntrospectionFailed(f"POST {shown} failed: {type(exc).__name__}") from None
+
         try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            # RecursionError: JSON nested deeper than the interpreter's limit.
+            document = parse_json(body)
+        except ValueError:
             raise IntrospectionFailed(f"POST {shown} returned invalid JSON") from None
         # RFC 7662 §2.2: "active" is the one required member, a boolean.
         active = document.get("active") if isinstance(document, dict) else None

@@ -72,6 +72,29 @@ def loggable_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+async def read_capped(response: aiohttp.ClientResponse, limit: int = MAX_DOCUMENT_SIZE) -> bytes | None:
+    """Read a response body to its end; None once it passes ``limit`` bytes."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def parse_json(body: bytes) -> typing.Any:
+    """Decode a JSON response body.
+
+    Raises:
+        ValueError: the body is not JSON, or it is nested deeper than the
+            interpreter's recursion limit, which counts as a bad response too.
+    """
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _retry_after(value: str | None) -> float | None:
     """Parse a Retry-After header given in seconds; the HTTP-date form is ignored."""
     if value is None or not value.strip().isdigit():
@@ -96,20 +119,16 @@ async def fetch_json(
             if response.status != 200:
                 retry_after = _retry_after(response.headers.get("Retry-After")) if response.status in (429, 503) else None
                 raise FetchError(f"GET {shown} returned HTTP {response.status}", retry_after)
-            body = bytearray()
-            async for chunk in response.content.iter_chunked(64 * 1024):
-                body += chunk
-                if len(body) > MAX_DOCUMENT_SIZE:
-                    raise FetchError(f"GET {shown} returned more than {MAX_DOCUMENT_SIZE} bytes")
+            body = await read_capped(response)
+            if body is None:
+                raise FetchError(f"GET {shown} returned more than {MAX_DOCUMENT_SIZE} bytes")
     except asyncio.TimeoutError:
         raise FetchError(f"GET {shown} timed out") from None
     except aiohttp.ClientError as exc:
         raise FetchError(f"GET {shown} failed: {type(exc).__name__}") from None
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        # RecursionError: JSON nested deeper than the interpreter's limit. It is
-        # a bad response like any other, so it gets the same backoff.
+        document = parse_json(body)
+    except ValueError:
         raise FetchError(f"GET {shown} returned invalid JSON") from None
     if not isinstance(document, dict):
         raise FetchError(f"GET {shown} returned JSON that is not an object")
