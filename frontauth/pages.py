@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import typing
-import unicodedata
 import urllib.parse
 
 import aiohttp_jinja2
@@ -24,7 +23,7 @@ from frontauth import cimd
 from frontauth.appkeys import SERVICES
 from frontauth.clients import is_loopback_host
 from frontauth.config import LOGO_TYPES, Settings
-from frontauth.endpoints.register import HIDDEN_CATEGORIES
+from frontauth.endpoints.register import is_hidden
 from frontauth.responses import IMG_SRC
 from frontauth.stores import ClientRecord
 
@@ -128,7 +127,7 @@ def describe_client(request: web.Request, client: ClientRecord, configured: bool
 
 def _visible(name: str) -> str:
     """Replace the characters registration rejects with U+FFFD, for a client stored before that rule."""
-    return "".join("\ufffd" if unicodedata.category(c) in HIDDEN_CATEGORIES else c for c in name)
+    return "".join("\ufffd" if is_hidden(character) else character for character in name)
 
 
 def _document_host(request: web.Request, client_id: str) -> str | None:

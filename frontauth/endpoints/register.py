@@ -124,12 +124,14 @@ def _string_list(metadata: dict[str, object], name: str) -> list[str] | None:
     return value
 
 
+def is_hidden(character: str) -> bool:
+    """Return whether a character is one that display fields may not contain."""
+    return character in BLANK_CHARACTERS or unicodedata.category(character) in HIDDEN_CATEGORIES
+
+
 def hidden_character(text: str) -> str | None:
-    """Return the first hidden or blank character of text as ``U+XXXX``, or None when there is none."""
-    for character in text:
-        if character in BLANK_CHARACTERS or unicodedata.category(character) in HIDDEN_CATEGORIES:
-            return f"U+{ord(character):04X}"
-    return None
+    """Return the first hidden or blank character of text, or None when there is none."""
+    return next((character for character in text if is_hidden(character)), None)
 
 
 def check_display_fields(metadata: dict[str, object]) -> None:
@@ -144,11 +146,13 @@ def check_display_fields(metadata: dict[str, object]) -> None:
             values.append((name, value))
     values.extend(("contacts", contact) for contact in _string_list(metadata, "contacts") or [])
     for name, value in values:
-        code = hidden_character(value)
-        if code is not None and chr(int(code[2:], 16)) in BLANK_CHARACTERS:
+        character = hidden_character(value)
+        if character is None:
+            continue
+        code = f"U+{ord(character):04X}"
+        if character in BLANK_CHARACTERS:
             raise InvalidClientMetadata(f"{name} contains {code}, a character that shows as blank")
-        if code is not None:
-            raise InvalidClientMetadata(f"{name} contains {code}, a control, format or unassigned character")
+        raise InvalidClientMetadata(f"{name} contains {code}, a control, format or unassigned character")
 
 
 def check_application_type(metadata: dict[str, object]) -> str | None:
