@@ -324,7 +324,7 @@ async def count_request(
     request: web.Request, limiter: RateLimiter, services: Services, endpoint: str, address: str
 ) -> WindowState:
     """Count the request against its endpoint's rule, reading ahead the records it names in the same round trip."""
-    if not getattr(services.stores.driver, "saves_round_trips", True):
+    if not services.stores.saves_round_trips:
         # In process there is no round trip to save, only the parsing of the hints.
         return await limiter.hit(address, endpoint)
     keys = await read_ahead_keys(request, endpoint, services)

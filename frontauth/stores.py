@@ -229,6 +229,8 @@ class Stores:
         self._prefix = prefix
         self._cipher = cipher
         self._undecryptable_logged = False
+        # Drivers without the attribute are treated as remote (see storage.Driver).
+        self.saves_round_trips: bool = getattr(driver, "saves_round_trips", True)
 
     def key(self, kind: str, ident: str) -> str:
         return f"{self._prefix}{kind}:{ident}"

@@ -76,7 +76,7 @@ async def handle(services: Services, client: ClientRecord, form: dict[str, str])
     # The swap decides which redemption wins. The new refresh record is written
     # at the same time (one pipeline on a single Redis server) and deleted when
     # the swap loses, which is safe because no client has seen that token yet.
-    if getattr(services.stores.driver, "saves_round_trips", True):
+    if services.stores.saves_round_trips:
         before, _ = await asyncio.gather(
             services.stores.consume_code(code, record), store_refresh(services, prepared)
         )
