@@ -56,7 +56,7 @@ async def content_coding_middleware(
             on a route that exists (unknown routes keep their 404 and 405).
     """
     if request.match_info.http_exception is None and has_content_coding(request):
-        # Deviation: RFC 7694 §5 has a server without request codings answer 415 with
+        # Deviation: RFC 7694 §5 has a server without request codings respond 415 with
         # Accept-Encoding: identity. The header is kept, but the status is RFC 6749
         # §5.2's 400 invalid_request, which OAuth clients expect for a malformed request.
         codings = ", ".join(request.headers.getall(hdrs.CONTENT_ENCODING))

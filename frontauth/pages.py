@@ -100,7 +100,7 @@ def describe_client(request: web.Request, client: ClientRecord, configured: bool
     are shown, and the logo's origin is added to the page's img-src.
 
     The MCP authorization specification (2025-11-25, "Client ID Metadata
-    Document Security") asks for two more facts. ``document_host`` is the host
+    Document Security") requires two more facts. ``document_host`` is the host
     of a client_id that is a metadata document URL, because, unlike the name,
     that host shows who publishes the client ("Display the CIMD ... client
     hostnames prominently"). ``local_only`` marks a client whose redirect URIs

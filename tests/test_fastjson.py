@@ -46,9 +46,9 @@ def test_dumps_result_holds_no_spare_buffer() -> None:
     tracemalloc.start()
     try:
         before = tracemalloc.take_snapshot()
-        kept = [fastjson.dumps(RECORD) for _ in range(200)]
+        results = [fastjson.dumps(RECORD) for _ in range(200)]
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
-    assert grown / len(kept) < 2 * len(kept[0]) + 100
+    assert grown / len(results) < 2 * len(results[0]) + 100

@@ -448,7 +448,7 @@ async def test_deeply_nested_key_set_is_unavailable(auth_server: AuthServerStub)
             with pytest.raises(KeySetUnavailable):
                 await verifier.verify(auth_server.sign())
 
-        # A bad response like any other: the backoff holds the next attempt back.
+        # A bad response like any other: the backoff delays the next attempt.
         assert verifier.keys.fetch_errors == 1
     assert auth_server.jwks_requests == 1
 

@@ -420,7 +420,7 @@ class IntrospectingStub(AuthServerStub):
         self.introspect_status = 200
         self.active: typing.Any = True
         self.introspect_body: str | None = None
-        """A raw body to answer with instead of ``{"active": ...}``."""
+        """A raw body to return instead of ``{"active": ...}``."""
         self.introspection_forms: list[dict[str, str]] = []
         self.authorizations: list[str | None] = []
 

@@ -1,6 +1,6 @@
 """Wrong methods and unknown paths on the OAuth endpoints get the endpoint's own error form.
 
-API endpoints answer JSON with no-store, browser endpoints the error page,
+API endpoints return JSON with no-store, browser endpoints the error page,
 instead of aiohttp's plain-text 404 and 405.
 """
 

@@ -193,11 +193,12 @@ def check_redirect_uri(services: Services, uri: str, application_type: str | Non
     if not parts.scheme or parts.fragment or "#" in uri:
         # RFC 6749 §3.1.2: absolute URI without a fragment.
         raise InvalidRedirectUri("redirect URIs must be absolute and carry no fragment")
-    taken = sorted(RESPONSE_PARAMETERS.intersection(name for name, _ in urllib.parse.parse_qsl(parts.query, True)))
-    if taken:
+    query_names = {name for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)}
+    clashing = sorted(RESPONSE_PARAMETERS & query_names)
+    if clashing:
         # A query that already carries code, state or iss would put two of them in
         # the redirect, and a client reading the first would take the forged one.
-        raise InvalidRedirectUri(f"a redirect URI must not carry the response parameter {taken[0]} in its query")
+        raise InvalidRedirectUri(f"a redirect URI must not carry the response parameter {clashing[0]} in its query")
     patterns = services.settings.registration.allowed_redirect_uris
     if patterns:
         if not any(uri_syntax.matches_pattern(uri, pattern) for pattern in patterns):

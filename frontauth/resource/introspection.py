@@ -49,7 +49,7 @@ def _check_positive(instance: typing.Any, attribute: attrs.Attribute[float], val
 class Introspection:
     """Settings for introspecting tokens at the authorization server.
 
-    frontauth answers ``active`` for tokens of other clients only to a
+    frontauth returns ``active`` for tokens of other clients only to a
     confidential client listed in its configuration, so ``client_id`` must name
     such a client. A client that registered itself would see every other
     client's token as inactive.

@@ -8,8 +8,8 @@ than the SDK's 401 for an invalid token.
 
 SECURITY: so ``BearerVerifier.required_scopes`` is NOT enforced here. The SDK's
 ``TokenVerifier`` interface can only return an ``AccessToken`` or None, and None
-becomes 401 ``invalid_token``, which tells an MCP client to sign in again
-rather than to ask for more scopes. Put the scopes every request needs in
+becomes 401 ``invalid_token``, which makes an MCP client sign in again
+rather than request more scopes. Put the scopes every request needs in
 ``AuthSettings.required_scopes``.
 """
 

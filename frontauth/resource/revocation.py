@@ -1,8 +1,8 @@
 """Revocations recorded in one :class:`~frontauth.resource.BearerVerifier`.
 
 A JWT access token is checked without asking the authorization server, so a
-resource server that verifies it locally accepts it until ``exp`` unless it is
-told otherwise. This module keeps those revocations, in four kinds of record:
+resource server that verifies it locally accepts it until ``exp`` unless it
+learns of a revocation. This module keeps those revocations, in four kinds of record:
 
 - a signing-input digest: that exact token, whatever the encoding of its
   signature (see below);
@@ -116,10 +116,9 @@ class RevocationList:
 def unverified_claims(token: str) -> dict[str, typing.Any]:
     """Return the claims of a token without checking its signature, or an empty dict if it has none.
 
-    Only for revocation, where reading them unchecked is harmless: the ``jti``
-    can only make a revocation refuse more tokens, and a token with altered
-    claims does not verify, so the ``exp`` that ends a record is that of the
-    credential the record refuses.
+    Only for revocation. There the ``jti`` can only make a revocation reject
+    more tokens, and the ``exp`` only decides when a record may be forgotten,
+    which the verifier caps at its ``revocation_retention``.
     """
     try:
         payload = token.split(".")[1]

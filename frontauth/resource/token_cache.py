@@ -4,7 +4,7 @@ A token whose signature, issuer, audience and times passed once is remembered
 under the SHA-256 digest of its bytes. A later request with the same token then
 skips the JSON parsing and the signature check, which dominate the cost of a
 verification. A digest is 32 bytes where a token is several hundred, and a copy
-of the cache holds no working credential.
+of the cache contains no working credential.
 
 Lifecycle of an entry: it is added after a full verification succeeds, and it
 is dropped when the cache is full and the entry is the least recently used one,
