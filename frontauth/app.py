@@ -12,16 +12,16 @@ from frontauth import pages
 from frontauth import services as services_module
 from frontauth.appkeys import SERVICES
 from frontauth.config import UPSTREAM_MODES, Settings
-from frontauth.content_coding import HANDLER_ARGS, content_coding_middleware
+from frontauth.content_coding import HANDLER_ARGS
 from frontauth.drivers import open_driver
 from frontauth.endpoints import client_configuration
 from frontauth.endpoints import authorize, consent, health, introspect, login, metadata, register, revoke, token, userinfo
 from frontauth import public, remote, transparent, upstream as upstream_module
 from frontauth.endpoints import callback
 from frontauth.keys import SigningKeys
-from frontauth.metrics import METRICS, Metrics, metrics_endpoint, metrics_middleware
-from frontauth.ratelimit import RATE_LIMITER, RateLimiter, ratelimit_middleware
-from frontauth.responses import error_middleware, headers_middleware
+from frontauth.metrics import METRICS, Metrics, metrics_endpoint
+from frontauth.middleware import request_middleware
+from frontauth.ratelimit import RATE_LIMITER, RateLimiter
 from frontauth.storage import Driver, StorageUnavailable
 
 logger = logging.getLogger("frontauth.cli")
@@ -102,14 +102,10 @@ def create_app(
         upstream: the connected upstream provider (transparent and remote
             modes); connected when the app starts when None.
     """
-    # Outermost first: the metrics middleware receives every final status, and
-    # the rate limiter's 429 and storage errors go through the error middleware.
-    # HANDLER_ARGS turns off aiohttp's request decompression, so that
-    # content_coding_middleware, not aiohttp's parser, rejects encoded bodies.
+    # HANDLER_ARGS turns off aiohttp's request decompression, so that the
+    # request middleware, not aiohttp's parser, rejects encoded bodies.
     app = web.Application(
-        middlewares=[
-            headers_middleware, metrics_middleware, error_middleware, content_coding_middleware, ratelimit_middleware
-        ],
+        middlewares=[request_middleware],
         client_max_size=settings.server.max_body_size,
         handler_args=HANDLER_ARGS,
     )

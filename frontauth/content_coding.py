@@ -8,19 +8,18 @@ the client gets aiohttp's plain-text 400 instead of an OAuth error. The
 parser also ignores a coding it does not know and hands the still-encoded
 body to the handler.
 
-With decoding off, :func:`content_coding_middleware` rejects any body that
+With decoding off, :func:`reject_content_coding` rejects any body that
 carries a content coding, whichever it is, before a handler reads it. It
-raises :class:`~frontauth.errors.InvalidRequest`, so the error middleware
-renders it like every other error: JSON with ``Cache-Control: no-store`` on
-the API endpoints, and the error page on the browser endpoints. OAuth
-request bodies are small forms and JSON documents (``server.max_body_size``),
-so compression gains little, and rejecting every coding means that no request
-makes frontauth decompress anything.
+raises :class:`~frontauth.errors.InvalidRequest`, which the request
+middleware (:mod:`frontauth.middleware`) renders like every other error:
+JSON with ``Cache-Control: no-store`` on the API endpoints, and the error
+page on the browser endpoints. OAuth request bodies are small forms and
+JSON documents (``server.max_body_size``), so compression gains little, and
+rejecting every coding means that no request makes frontauth decompress
+anything.
 """
 
 from __future__ import annotations
-
-import typing
 
 from aiohttp import hdrs, web
 
@@ -45,16 +44,15 @@ def has_content_coding(request: web.Request) -> bool:
     return any(coding not in NO_CODING for coding in codings)
 
 
-@web.middleware
-async def content_coding_middleware(
-    request: web.Request, handler: typing.Callable[..., typing.Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+def reject_content_coding(request: web.Request) -> None:
     """Reject a request body with a content coding before a handler reads it.
 
     Raises:
         InvalidRequest: the body has a Content-Encoding other than identity,
             on a route that exists (unknown routes keep their 404 and 405).
     """
+    if hdrs.CONTENT_ENCODING not in request.headers:
+        return
     if request.match_info.http_exception is None and has_content_coding(request):
         # Deviation: RFC 7694 §5 has a server without request codings respond 415 with
         # Accept-Encoding: identity. The header is kept, but the status is RFC 6749
@@ -65,4 +63,3 @@ async def content_coding_middleware(
             detail=f"Content-Encoding {codings[:80]!r}",
             headers={"Accept-Encoding": "identity"},
         )
-    return await handler(request)

@@ -37,7 +37,6 @@ from prometheus_client import (
 
 from frontauth.storage import StorageUnavailable
 
-Handler = typing.Callable[[web.Request], typing.Awaitable[web.StreamResponse]]
 
 GRANT_TYPES = ("authorization_code", "refresh_token")
 # Every operation of frontauth.storage.Driver, declared at 0 for the open driver.
@@ -158,31 +157,29 @@ def request_metrics(request: web.Request) -> Metrics | None:
     return request.app.get(METRICS)
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Time token requests, and count issued tokens, refresh grants and failed sign-ins.
+# The paths whose responses observe_response() records.
+OBSERVED_PATHS = frozenset({"/oauth/token", "/oauth/login"})
 
-    It sits outside the error middleware, so it receives the final status of
-    every response, errors included.
+
+def observe_response(metrics: Metrics, request: web.Request, response: web.StreamResponse, started: float) -> None:
+    """Time a token request, and count issued tokens, refresh grants and failed sign-ins.
+
+    The caller passes every request to OBSERVED_PATHS with its final
+    response, errors rendered included, and the perf_counter() value of when
+    the request started.
     """
-    metrics = request_metrics(request)
-    if metrics is None or request.path not in ("/oauth/token", "/oauth/login"):
-        return await handler(request)
-    started = time.perf_counter()
-    response = await handler(request)
     if request.path == "/oauth/login":
         # NOTE: the sign-in handler responds to a wrong password with its page
         # and status 401 instead of raising, so the status is what marks a failure.
         if request.method == "POST" and response.status == 401:
             metrics.count_auth_failure(request, "invalid_credentials")
-        return response
+        return
     grant_type = request.get(GRANT_TYPE, "unknown")
     metrics.token_latency_by_grant[grant_type].observe(time.perf_counter() - started)
     if response.status == 200 and grant_type in GRANT_TYPES:
         metrics.tokens_issued_by_grant[grant_type].inc()
     if grant_type == "refresh_token":
         (metrics.refresh_issued if response.status == 200 else metrics.refresh_rejected).inc()
-    return response
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

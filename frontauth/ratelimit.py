@@ -6,7 +6,7 @@ counts live in the storage driver (``Driver.hit``), so every instance that
 shares a Redis also shares the budget. A rejected request is not recorded, so a
 client that keeps knocking does not extend its own lockout.
 
-The middleware applies one rule per endpoint: ``POST /oauth/token``,
+The request middleware applies one rule per endpoint: ``POST /oauth/token``,
 ``POST /oauth/register``, ``GET /oauth/authorize`` and ``POST /oauth/login``.
 Over the limit it returns 429 with ``Retry-After`` (RFC 6585 §4): JSON on the
 API endpoints, the error page on the browser endpoints.
@@ -16,7 +16,7 @@ the request names: the client, the browser session, the code or the refresh
 token. The middleware counts the request and reads those records in one
 storage round trip (``Driver.hit_and_get``). The handler's first read of each
 record during that request then returns the value read there
-(``stores.request_read_ahead``). The request is still counted, and rejected
+(``stores.RequestReadAhead``). The request is still counted, and rejected
 when over the limit, before its handler runs.
 """
 
@@ -41,12 +41,10 @@ from frontauth.metrics import METRICS
 from frontauth.responses import render_error
 from frontauth.services import Services
 from frontauth.storage import Driver, WindowState
-from frontauth.stores import request_read_ahead
 
 logger = logging.getLogger("frontauth.oauth")
 
 Clock = typing.Callable[[], float]
-Handler = typing.Callable[[web.Request], typing.Awaitable[web.StreamResponse]]
 
 DEFAULT_WINDOW = 60.0
 DEFAULT_MAX_REQUESTS = 100
@@ -339,24 +337,25 @@ async def count_request(
 RATE_LIMITER = web.AppKey("frontauth_rate_limiter", RateLimiter)
 
 
-@web.middleware
-async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count the request against its endpoint's rule; over the limit, return 429.
+async def admit(request: web.Request) -> web.StreamResponse | None:
+    """Count the request against its endpoint's rule; over the limit, return the 429 response.
 
-    It sits inside the error middleware, so a storage outage while counting
-    becomes the usual 503 ``temporarily_unavailable``.
+    Returns None when the request may go on: its endpoint has no rule, or
+    the request fits in the window. The caller runs it inside
+    ``stores.RequestReadAhead()``, which keeps the records read ahead here
+    for the handler. A storage outage while counting raises
+    StorageUnavailable, which the caller renders as the usual 503
+    ``temporarily_unavailable``.
     """
     limiter = request.app.get(RATE_LIMITER)
     endpoint = ENDPOINT_ROUTES.get((request.method, request.path))
     if limiter is None or endpoint is None or endpoint not in limiter.rules:
-        return await handler(request)
+        return None
     services = request.app[SERVICES]
     address = client_address(request, services.settings.server.trust_proxy)
-    with request_read_ahead():
-        state = await count_request(request, limiter, services, endpoint, address)
-        if state.allowed:
-            return await handler(request)
-
+    state = await count_request(request, limiter, services, endpoint, address)
+    if state.allowed:
+        return None
     retry_after = retry_after_seconds(state)
     if limiter.should_log_info(endpoint):
         logger.info("rate limit reached on %s %s for address %s (%d requests)", request.method, request.path, address, state.limit)

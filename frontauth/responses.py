@@ -19,6 +19,7 @@ import urllib.parse
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from multidict import CIMultiDict
 
 from frontauth import errors, fastjson
 from frontauth.appkeys import SERVICES
@@ -40,16 +41,17 @@ IMG_SRC = web.RequestKey("img_src", str)
 
 BROWSER_PATHS = frozenset({"/oauth/authorize", "/oauth/login", "/oauth/consent", "/oauth/callback"})
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The headers every JSON response starts from, copied for each response.
+_JSON_HEADERS = CIMultiDict({**NO_STORE, "Content-Type": "application/json; charset=utf-8"})
 RETRY_AFTER_STORAGE = "2"
 
 
 def json_response(body: typing.Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """Return a JSON response that no cache may keep (RFC 6749 §5.1)."""
-    merged = dict(NO_STORE)
-    merged.update(headers or {})
-    return web.Response(
-        body=fastjson.dumps(body), status=status, headers=merged, content_type="application/json", charset="utf-8"
-    )
+    merged = _JSON_HEADERS.copy()
+    if headers:
+        merged.update(headers)
+    return web.Response(body=fastjson.dumps(body), status=status, headers=merged)
 
 
 # Characters that urlencode() leaves as they are (quote_plus's safe set).
@@ -151,18 +153,21 @@ def _render_routing_error(request: web.Request, exc: web.HTTPException) -> web.S
     return response
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: typing.Callable[..., typing.Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Render every OAuthError, storage outage and unexpected exception."""
+def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """Render an OAuthError, a storage outage or an unexpected exception raised by a handler.
+
+    Raises:
+        Exception: ``exc`` itself when aiohttp should send it as it is: an
+            HTTPException other than the unreadable bodies and the router's
+            404 and 405 on protocol paths (redirects, static files).
+    """
     metrics = request.app.get(METRICS)
-    try:
-        return await handler(request)
-    except errors.OAuthError as error:
-        _log_rejection(request, error)
+    if isinstance(exc, errors.OAuthError):
+        _log_rejection(request, exc)
         if metrics is not None:
-            metrics.count_auth_failure(request, error.error)
-        return render_error(request, error)
-    except StorageUnavailable as exc:
+            metrics.count_auth_failure(request, exc.error)
+        return render_error(request, exc)
+    if isinstance(exc, StorageUnavailable):
         logger.error("storage unavailable on %s %s: %s", request.method, request.path, exc)
         if metrics is not None:
             metrics.count_storage_error(exc)
@@ -172,19 +177,19 @@ async def error_middleware(request: web.Request, handler: typing.Callable[..., t
         response = render_error(request, error)
         response.headers["Retry-After"] = RETRY_AFTER_STORAGE
         return response
-    except web.HTTPRequestEntityTooLarge:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
         error = errors.InvalidRequest("request body is too large")
         error.status = 413
         _log_rejection(request, error)
         return render_error(request, error)
-    except (web.RequestPayloadError, HttpProcessingError) as exc:
+    if isinstance(exc, (web.RequestPayloadError, HttpProcessingError)):
         # The client sent a body that cannot be read, for example truncated
         # chunks: a client error, not a server fault. Encoded bodies are
         # rejected earlier, by frontauth.content_coding.
         error = errors.InvalidRequest("the request body cannot be decoded", detail=type(exc).__name__)
         _log_rejection(request, error)
         return render_error(request, error)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status == 400 and request.path not in BROWSER_PATHS and exc.content_type == "text/plain":
             # aiohttp raises plain-text 400s for bodies it cannot read (for
             # example an unsupported content-encoding): answer in the OAuth form.
@@ -195,14 +200,13 @@ async def error_middleware(request: web.Request, handler: typing.Callable[..., t
             # The router's plain-text 404 and 405 become the endpoint's own
             # form: JSON with no-store on API paths, the error page on browser paths.
             return _render_routing_error(request, exc)
-        raise
-    except ConnectionResetError:
+        raise exc
+    if isinstance(exc, ConnectionResetError):
         # The client disconnected mid-request, so no response can reach it.
         logger.debug("client disconnected during %s %s", request.method, request.path)
         return web.Response(status=400)
-    except Exception:
-        logger.exception("unexpected error on %s %s", request.method, request.path)
-        return render_error(request, errors.ServerError("internal server error"))
+    logger.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    return render_error(request, errors.ServerError("internal server error"))
 
 
 def _content_security_policy(request: web.Request) -> str:
@@ -229,14 +233,8 @@ SECURITY_HEADERS = (
 HSTS = "max-age=31536000; includeSubDomains"
 
 
-@web.middleware
-async def headers_middleware(request: web.Request, handler: typing.Callable[..., typing.Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Add the security headers to every response and write the access log line."""
-    started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        response = exc
+def add_security_headers(request: web.Request, response: web.StreamResponse, started: float) -> None:
+    """Add the security headers to a response and write the access log line."""
     headers = response.headers
     for name, value in SECURITY_HEADERS:
         headers.setdefault(name, value)
@@ -248,6 +246,3 @@ async def headers_middleware(request: web.Request, handler: typing.Callable[...,
         access_logger.info(
             "%s %s %s %.1fms", request.method, request.path, response.status, (time.perf_counter() - started) * 1000
         )
-    if isinstance(response, web.HTTPException):
-        raise response
-    return response

@@ -4,7 +4,7 @@ Each store owns its key names, record format and TTL; the driver only moves
 bytes. Codes, refresh tokens and sessions are stored under the SHA-256 digest
 of the credential. Session records are encrypted (frontauth.encryption).
 
-Inside ``request_read_ahead()``, values that the rate limiter read with its
+Inside ``RequestReadAhead()``, values that the rate limiter read with its
 count (``keep_read_ahead``) serve the first read of their key, so a request
 reads its client, session, code or refresh token without a round trip of its
 own.
@@ -30,7 +30,6 @@ vault              /oauth/callback (remote)    expiry with the session
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import logging
@@ -56,14 +55,19 @@ def _fields_of(cls: type) -> tuple[tuple[str, ...], typing.Callable[[typing.Any]
     return names, operator.attrgetter(*names)
 
 
-def _dump(record: typing.Any) -> bytes:
-    """Encode a record as a compact JSON object of its fields.
+def _dump(record: typing.Any, **changes: typing.Any) -> bytes:
+    """Encode a record as a compact JSON object of its fields, with ``changes`` applied.
 
-    The output decodes to the same object as ``json.dumps(attrs.asdict(record))``
-    for these flat records, without asdict's generic walk over every value.
+    The output decodes to the same object as
+    ``json.dumps(attrs.asdict(attrs.evolve(record, **changes)))`` for these
+    flat records, without asdict's generic walk over every value and without
+    building the changed record. ``changes`` must name fields of the record.
     """
     names, values = _fields_of(type(record))
-    return fastjson.dumps(dict(zip(names, values(record))))
+    data = dict(zip(names, values(record)))
+    if changes:
+        data.update(changes)
+    return fastjson.dumps(data)
 
 
 def _load(cls: type[R], raw: bytes | None) -> R | None:
@@ -94,14 +98,13 @@ def _load_client(raw: bytes | None) -> ClientRecord | None:
 
 
 # Values read ahead for the current request, by storage key (None: missing).
-# Set by request_read_ahead() and filled by Stores.keep_read_ahead().
+# Set by RequestReadAhead() and filled by Stores.keep_read_ahead().
 _READ_AHEAD: contextvars.ContextVar[dict[str, bytes | None] | None] = contextvars.ContextVar(
     "frontauth_read_ahead", default=None
 )
 
 
-@contextlib.contextmanager
-def request_read_ahead() -> typing.Iterator[None]:
+class RequestReadAhead:
     """Let the first read of each key kept with Stores.keep_read_ahead() inside the block use the kept value.
 
     Wrap one request in it, never more: the kept values were read at the
@@ -109,11 +112,14 @@ def request_read_ahead() -> typing.Iterator[None]:
     take effect on the next request, on every instance. Each kept value
     serves one read. Writes through Stores to a kept key drop its value.
     """
-    token = _READ_AHEAD.set({})
-    try:
-        yield
-    finally:
-        _READ_AHEAD.reset(token)
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _READ_AHEAD.set({})
+
+    def __exit__(self, *exc_info: object) -> None:
+        _READ_AHEAD.reset(self._token)
 
 
 @attrs.frozen
@@ -290,7 +296,7 @@ class Stores:
         """
         key = self.code_key(code)
         self._forget(key)
-        before = await self.driver.swap(key, _dump(attrs.evolve(record, consumed=True)))
+        before = await self.driver.swap(key, _dump(record, consumed=True))
         return _load(CodeRecord, before)
 
     # refresh tokens and families --------------------------------------------
@@ -314,7 +320,7 @@ class Stores:
         """
         key = self.refresh_key(token)
         self._forget(key)
-        before = await self.driver.swap(key, _dump(attrs.evolve(record, rotated=True)))
+        before = await self.driver.swap(key, _dump(record, rotated=True))
         return _load(RefreshRecord, before)
 
     async def claim_rotation(self, token: str, successor: bytes, ttl: float) -> bool:

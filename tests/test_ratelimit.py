@@ -21,7 +21,7 @@ from frontauth.drivers.memory import MemoryDriver
 from frontauth.encryption import RecordCipher
 from frontauth.ratelimit import RateLimiter, Rule
 from frontauth.storage import Driver
-from frontauth.stores import ClientRecord, Stores, request_read_ahead
+from frontauth.stores import ClientRecord, RequestReadAhead, Stores
 from frontauth.tokens import digest
 from tests.oauth_flow import Client, authorize_params, exchange, get_code, new_pkce, refresh
 from tests.redis_servers import HOST, PASSWORD
@@ -367,7 +367,7 @@ async def test_read_ahead_value_serves_one_read() -> None:
     stores = Stores(driver, "test:", RecordCipher("test-secret", None))
     record = ClientRecord(client_id="kept", redirect_uris=["http://127.0.0.1:33418/callback"])
     key = stores.client_key("kept")
-    with request_read_ahead():
+    with RequestReadAhead():
         stores.keep_read_ahead([key], [json.dumps(attrs.asdict(record)).encode()])
         assert await stores.get_client("kept") == record
         # The key is not in storage, so a second read finds nothing.
