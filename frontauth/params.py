@@ -7,9 +7,8 @@ Values are kept as text; each endpoint validates the ones it reads.
 
 from __future__ import annotations
 
-import urllib.parse
+import typing
 
-import attrs
 from aiohttp import web
 
 from frontauth import quirks
@@ -21,8 +20,7 @@ MAX_PARAMETERS = 100
 REPEATABLE = frozenset({"resource"})
 
 
-@attrs.frozen
-class Parameters:
+class Parameters(typing.NamedTuple):
     """Parameters of one request, parsed but not yet validated."""
 
     single: dict[str, str]  # each name's first value
@@ -60,13 +58,46 @@ def split_pairs(text: str, *, redirectable: bool = False) -> Parameters:
     return Parameters(single, repeated, duplicated)
 
 
+# Every two-digit percent-escape, in either case, and the byte it stands for.
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+_ESCAPES = {(high + low).encode(): bytes.fromhex(high + low) for high in _HEX_DIGITS for low in _HEX_DIGITS}
+
+
+def _unquote_plus(text: str) -> str:
+    """Decode ``+`` and percent-escapes as ``unquote_plus(text, errors="strict")`` does.
+
+    The text is UTF-8 encoded first and decoded once at the end; a ``%`` not
+    followed by two hex digits stays as it is. For text without lone
+    surrogates the result, or the UnicodeDecodeError, is that of
+    ``unquote_plus``, which encodes only the unescaped parts. Lone
+    surrogates, which no valid request carries, are rejected here.
+
+    Raises:
+        UnicodeDecodeError: the decoded bytes are not UTF-8.
+    """
+    text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    chunks = text.encode("utf-8", "surrogatepass").split(b"%")
+    decoded = [chunks[0]]
+    for chunk in chunks[1:]:
+        byte = _ESCAPES.get(chunk[:2])
+        if byte is None:
+            decoded.append(b"%")
+            decoded.append(chunk)
+        else:
+            decoded.append(byte)
+            decoded.append(chunk[2:])
+    return b"".join(decoded).decode("utf-8")
+
+
 def _parse(text: str) -> list[tuple[str, str]]:
     """Split urlencoded text into (name, value) pairs, as ``parse_qsl`` does with these options.
 
     The options are keep_blank_values=True, errors="strict" and
     max_num_fields=MAX_PARAMETERS. Only names and values that contain ``%``
-    or ``+`` go through ``unquote_plus``, which is where most of parse_qsl's
-    time goes on the short parameters of OAuth requests.
+    or ``+`` are decoded, by a decoder that is about twice as fast as
+    ``unquote_plus`` on the URLs that OAuth requests carry.
 
     Raises:
         ValueError: more than MAX_PARAMETERS fields.
@@ -80,9 +111,9 @@ def _parse(text: str) -> list[tuple[str, str]]:
             continue
         name, _, value = field.partition("=")
         if "%" in name or "+" in name:
-            name = urllib.parse.unquote_plus(name, errors="strict")
+            name = _unquote_plus(name)
         if "%" in value or "+" in value:
-            value = urllib.parse.unquote_plus(value, errors="strict")
+            value = _unquote_plus(value)
         pairs.append((name, value))
     return pairs
 

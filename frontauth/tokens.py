@@ -8,6 +8,7 @@ Access tokens are JWTs in the RFC 9068 profile, signed by the current key.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
@@ -35,10 +36,15 @@ def new_id() -> str:
     return os.urandom(16).hex()
 
 
+# base64 to base64url (RFC 4648 §5), for binascii's standard alphabet.
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def digest(credential: str) -> str:
     """Return the storage key part for a credential: base64url(SHA-256), no padding."""
     raw = hashlib.sha256(credential.encode("utf-8", "surrogatepass")).digest()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    # 32 bytes encode to 43 characters and one "=" of padding, which is cut.
+    return binascii.b2a_base64(raw, newline=False)[:43].translate(_URLSAFE).decode("ascii")
 
 
 @attrs.frozen

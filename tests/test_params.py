@@ -97,3 +97,10 @@ def test_redirect_query_matches_urlencode() -> None:
         }
         location = redirect_with_params("https://client.example/cb", params).headers["Location"]
         assert location == "https://client.example/cb?" + urllib.parse.urlencode(params), params
+
+
+def test_split_pairs_rejects_lone_surrogate() -> None:
+    """A lone surrogate cannot come from UTF-8 text, so no parameter may carry one."""
+    with pytest.raises(InvalidRequest) as caught:
+        split_pairs("state=%41\ud800")
+    assert caught.value.description == "malformed parameters"

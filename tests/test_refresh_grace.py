@@ -8,12 +8,16 @@ set-if-absent. Rate limiting is off: every request comes from one address.
 from __future__ import annotations
 
 import asyncio
+import json
 import typing
 
 import pytest
 
 from frontauth.app import create_app
 from frontauth.drivers.memory import MemoryDriver
+from frontauth.grants.refresh_token import request_fingerprint
+from frontauth.stores import ClientRecord
+from frontauth.tokens import digest
 from tests.oauth_checks import introspect
 from tests.oauth_flow import Client, exchange, get_code, refresh, register
 from tests.redis_app import start_app, target_for, unique_prefix
@@ -163,3 +167,13 @@ async def test_retry_after_successor_used_revokes_family(start) -> None:
     assert replayed == {"error": "invalid_grant", "error_description": "the refresh token was already used"}
     live = await error_of(await refresh(http, client, third["refresh_token"]))
     assert live == {"error": "invalid_grant", "error_description": "the refresh token was revoked"}
+
+
+@pytest.mark.parametrize("scope", [None, "", "mcp read", 'caf\u00e9 "q" \\ \u2603'])
+@pytest.mark.parametrize("resource", [None, "http://127.0.0.1:9/mcp?a=b&c=d"])
+@pytest.mark.parametrize("client_id", ["client-1", "\u00e9\n\x00"])
+def test_request_fingerprint_is_the_json_module_text(client_id, scope, resource) -> None:
+    """The fingerprint hashes json.dumps([client_id, scope, resource]), which earlier versions stored."""
+    client = ClientRecord(client_id=client_id, redirect_uris=["http://127.0.0.1:9/cb"])
+    form = {name: value for name, value in (("scope", scope), ("resource", resource)) if value is not None}
+    assert request_fingerprint(client, form) == digest(json.dumps([client_id, scope, resource]))

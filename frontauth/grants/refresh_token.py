@@ -25,8 +25,8 @@ the family exactly as without a window.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
+from json.encoder import encode_basestring_ascii as _json_string
 
 from frontauth import fastjson
 from frontauth.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
@@ -71,9 +71,12 @@ async def revoke(services: Services, record: RefreshRecord) -> None:
 
 def request_fingerprint(client: ClientRecord, form: dict[str, str]) -> str:
     """Return a digest of what a retry must repeat: the client, scope and resource."""
-    # Kept on the json module: instances of different versions behind one
-    # store must compute the same fingerprint during a rolling upgrade.
-    return digest(json.dumps([client.client_id, form.get("scope"), form.get("resource")]))
+    # Instances of different versions behind one store must compute the same
+    # fingerprint during a rolling upgrade, so the text stays that of
+    # json.dumps([client_id, scope, resource]): JSON strings with non-ASCII
+    # escaped, null for a missing value, ", " between the items.
+    items = (client.client_id, form.get("scope"), form.get("resource"))
+    return digest("[" + ", ".join("null" if item is None else _json_string(item) for item in items) + "]")
 
 
 async def load_retry_response(
