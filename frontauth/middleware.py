@@ -43,9 +43,10 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
                     response = await handler(request)
         except Exception as exc:
             response = error_response(request, exc)
-        metrics = request.app.get(METRICS)
-        if metrics is not None and request.path in OBSERVED_PATHS:
-            observe_response(metrics, request, response, started)
+        if request.path in OBSERVED_PATHS:
+            metrics = request.app.get(METRICS)
+            if metrics is not None:
+                observe_response(metrics, request, response, started)
     except web.HTTPException as exc:
         # Redirects, static files and the 404s off the protocol paths: aiohttp
         # writes these responses itself, with the security headers added here.

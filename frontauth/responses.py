@@ -210,6 +210,10 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
 
 
 def _content_security_policy(request: web.Request) -> str:
+    if request.path not in BROWSER_PATHS:
+        # Only the browser endpoints set FORM_ACTION or IMG_SRC, and looking up
+        # a missing key of a request raises and catches a KeyError.
+        return DEFAULT_CSP
     form_action = request.get(FORM_ACTION)
     img_src = request.get(IMG_SRC)
     if not form_action and not img_src:
