@@ -281,7 +281,9 @@ def render(outcome: Outcome, versions: dict[str, dict[str, str]], machine: dict[
         "the load driver and the server share the cores.",
         "",
         f"Each cell: a fresh server, {plan.runs} run(s) of {plan.warmup:g} s warm-up then a {plan.window:g} s "
-        f"measured window, at most {plan.max_requests:,} requests per run. Figures are medians over the runs "
+        f"measured window, at most {plan.max_requests:,} requests per run. The targets of one scenario and "
+        "concurrency take turns run by run, so the runs that a ratio compares lie seconds apart. "
+        "Figures are medians over the runs "
         "with (min–max). An op is a complete flow (authorize → redirect with code → token, ending with an "
         "access token) or one refresh grant; latency percentiles are per run, then the median is taken.",
         "",

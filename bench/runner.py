@@ -1,9 +1,11 @@
 """Run the benchmark plan: one cell per target, scenario and concurrency.
 
-Each cell starts a fresh server (and, for frontauth on Redis, a fresh
-redis-server, or on SQLite, a new database file), signs every worker in, then
-runs the measured windows. Servers are stopped by process id when the cell
-ends, whatever happened in it.
+The cells of one scenario and concurrency form a group. Each cell starts a
+fresh server (and, for frontauth on Redis, a fresh redis-server, or on
+SQLite, a new database file) and signs every worker in. The group's targets
+then take turns, one measured window each, until each has had its runs.
+Servers are stopped by process id when the group ends, whatever happened
+in it.
 """
 
 from __future__ import annotations
@@ -113,44 +115,110 @@ async def _close(workers: list[Worker]) -> None:
     await asyncio.gather(*(worker.browser.close() for worker in workers))
 
 
-async def run_cell(plan: Plan, target: Target, scenario: str, concurrency: int, workdir: str,
-                   context: Context, outcome: Outcome) -> CellResult:
-    """Measure one target in one scenario at one concurrency, ``plan.runs`` times."""
-    cell = CellResult(target, scenario, concurrency)
+@attrs.define
+class Entrant:
+    """One target of a group, started, with its workers signed in and its probes ready."""
+
+    cell: CellResult
+    workdir: str
+    running: Running
+    workers: list[Worker] = attrs.field(factory=list)
+    probes: list[Probe] = attrs.field(factory=list)
+    redis_probe: RedisProbe | None = None
+
+    async def close(self) -> None:
+        try:
+            if self.redis_probe is not None:
+                await self.redis_probe.close()
+            await _close(self.workers)
+        finally:
+            await self.running.stop()
+
+
+async def _enter(target: Target, scenario: str, concurrency: int, workdir: str, context: Context) -> Entrant:
+    """Start the target's server, sign every worker in and prepare the probes of its windows."""
     os.makedirs(workdir, exist_ok=True)
     running = await target.start(workdir, context)
-    workers: list[Worker] = []
-    redis_probe = None
+    entrant = Entrant(CellResult(target, scenario, concurrency), workdir, running)
     try:
-        workers = await _sign_in_all(running, target, concurrency)
-        probes: list[Probe] = [ServerProbe(running.server.pid), MachineProbe()]
+        entrant.workers = await _sign_in_all(running, target, concurrency)
+        entrant.probes = [ServerProbe(running.server.pid), MachineProbe()]
         if running.redis is not None:
-            redis_probe = RedisProbe(running.redis.port, running.redis.pid)
-            probes.append(redis_probe)
+            entrant.redis_probe = RedisProbe(running.redis.port, running.redis.pid)
+            entrant.probes.append(entrant.redis_probe)
         if running.sqlite_path is not None:
-            probes.append(SqliteFilesProbe(running.sqlite_path, running.server.pid))
+            entrant.probes.append(SqliteFilesProbe(running.sqlite_path, running.server.pid))
+    except BaseException:
+        await entrant.close()
+        raise
+    return entrant
+
+
+async def run_group(plan: Plan, targets: typing.Sequence[Target], scenario: str, concurrency: int, root: str,
+                    context: Context, outcome: Outcome) -> list[CellResult]:
+    """Measure every target in one scenario at one concurrency, ``plan.runs`` times each, taking turns.
+
+    All the group's servers start first and each signs its workers in. Then
+    run 1 of every target, run 2 of every target, and so on: the runs that a
+    ratio compares lie seconds apart, so a machine that slows down for a
+    minute affects every target alike instead of one cell. A server waits
+    idle while the others are measured, and its background work (expiry
+    sweeps, timers) counts in the *other CPU s* column of their windows.
+    """
+    cells: list[CellResult] = []
+    entrants: list[Entrant] = []
+    try:
+        for target in targets:
+            if scenario not in target.scenarios or target.key in outcome.unavailable:
+                continue
+            log(f"{target.key}: starting for {scenario} at concurrency {concurrency}")
+            workdir = os.path.join(root, f"{target.key}-{scenario}-c{concurrency}")
+            try:
+                entrant = await _enter(target, scenario, concurrency, workdir, context)
+            except PeerUnavailable as exc:
+                outcome.unavailable[target.key] = str(exc)
+                log(f"  {target.key} is not available: {exc}")
+                continue
+            except (StartFailed, FlowError, OSError) as exc:
+                cell = CellResult(target, scenario, concurrency, failure=f"{type(exc).__name__}: {exc}")
+                log(f"  failed: {cell.failure}")
+                cells.append(cell)
+                continue
+            entrants.append(entrant)
+            cells.append(entrant.cell)
         for index in range(plan.runs):
-            await _wait_for_quiet(plan, outcome)
-            result = await run_window(workers, scenario, warmup=plan.warmup, window=plan.window,
-                                      max_requests=plan.max_requests, probes=probes)
-            cell.runs.append(result)
-            errors = sum(result.errors.values())
-            log(f"  run {index + 1}/{plan.runs}: {result.rate:,.0f} {RATE_UNITS[scenario]}, {errors} errors"
-                + (f" {result.errors}, for example {result.error_examples}" if errors else ""))
-        if running.redis is not None and redis_probe is not None:
-            cell.refresh_record_bytes = await redis_probe.refresh_token_bytes(FRONTAUTH_PREFIX)
-            cell.redis_keys = await redis_probe.count_keys(FRONTAUTH_PREFIX)
-            cell.redis_monitor = await _monitor(plan, running.redis.port, workers, scenario)
-        if running.sqlite_path is not None:
-            await _sqlite_stats(cell, running.sqlite_path, running.server.log_path)
-        if plan.profile and target.key == "frontauth-memory" and concurrency == min(plan.concurrencies):
-            await _profile(plan, running, workers, scenario, workdir, outcome)
+            for entrant in entrants:
+                await _wait_for_quiet(plan, outcome)
+                result = await run_window(entrant.workers, scenario, warmup=plan.warmup, window=plan.window,
+                                          max_requests=plan.max_requests, probes=entrant.probes)
+                entrant.cell.runs.append(result)
+                errors = sum(result.errors.values())
+                log(f"  {entrant.cell.target.key} run {index + 1}/{plan.runs}: {result.rate:,.0f} "
+                    f"{RATE_UNITS[scenario]}, {errors} errors"
+                    + (f" {result.errors}, for example {result.error_examples}" if errors else ""))
+        for entrant in entrants:
+            await _after_runs(plan, entrant, outcome)
     finally:
-        if redis_probe is not None:
-            await redis_probe.close()
-        await _close(workers)
-        await running.stop()
-    return cell
+        results = await asyncio.gather(*(entrant.close() for entrant in entrants), return_exceptions=True)
+        for entrant, result in zip(entrants, results):
+            if isinstance(result, BaseException):
+                log(f"  stopping {entrant.cell.target.key} failed: {type(result).__name__}: {result}")
+    return cells
+
+
+async def _after_runs(plan: Plan, entrant: Entrant, outcome: Outcome) -> None:
+    """Read the storage statistics of one target and, for frontauth on memory, profile it."""
+    cell, running = entrant.cell, entrant.running
+    if running.redis is not None and entrant.redis_probe is not None:
+        log(f"{cell.target.key}: Redis statistics")
+        cell.refresh_record_bytes = await entrant.redis_probe.refresh_token_bytes(FRONTAUTH_PREFIX)
+        cell.redis_keys = await entrant.redis_probe.count_keys(FRONTAUTH_PREFIX)
+        cell.redis_monitor = await _monitor(plan, running.redis.port, entrant.workers, cell.scenario)
+    if running.sqlite_path is not None:
+        await _sqlite_stats(cell, running.sqlite_path, running.server.log_path)
+    if plan.profile and cell.target.key == "frontauth-memory" and cell.concurrency == min(plan.concurrencies):
+        log(f"{cell.target.key}: profile")
+        await _profile(plan, running, entrant.workers, cell.scenario, entrant.workdir, outcome)
 
 
 async def _sqlite_stats(cell: CellResult, path: str, log_path: str) -> None:
@@ -200,32 +268,13 @@ async def _profile(plan: Plan, running: Running, workers: list[Worker], scenario
 
 
 async def run_plan(plan: Plan, context: Context) -> Outcome:
-    """Run every cell of the plan, then the verification scenario.
-
-    The targets are the innermost loop, so the cells that a ratio compares run
-    minutes apart at most, and a change in load from other processes on the
-    machine affects them alike.
-    """
+    """Run every group of the plan (one per scenario and concurrency), then the verification scenario."""
     outcome = Outcome(plan)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = os.path.join(CACHE_DIR, "runs", stamp)
     for scenario in ("flow", "refresh"):
         for concurrency in plan.concurrencies:
-            for target in plan.targets:
-                if scenario not in target.scenarios or target.key in outcome.unavailable:
-                    continue
-                log(f"{target.key}: {scenario} at concurrency {concurrency}")
-                workdir = os.path.join(root, f"{target.key}-{scenario}-c{concurrency}")
-                try:
-                    cell = await run_cell(plan, target, scenario, concurrency, workdir, context, outcome)
-                except PeerUnavailable as exc:
-                    outcome.unavailable[target.key] = str(exc)
-                    log(f"  {target.key} is not available: {exc}")
-                    continue
-                except (StartFailed, FlowError, OSError) as exc:
-                    cell = CellResult(target, scenario, concurrency, failure=f"{type(exc).__name__}: {exc}")
-                    log(f"  failed: {cell.failure}")
-                outcome.cells.append(cell)
+            outcome.cells.extend(await run_group(plan, plan.targets, scenario, concurrency, root, context, outcome))
     await _verification(plan, context, root, outcome)
     return outcome
 
