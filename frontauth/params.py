@@ -67,10 +67,9 @@ def _unquote_plus(text: str) -> str:
     """Decode ``+`` and percent-escapes as ``unquote_plus(text, errors="strict")`` does.
 
     The text is UTF-8 encoded first and decoded once at the end; a ``%`` not
-    followed by two hex digits stays as it is. For text without lone
-    surrogates the result, or the UnicodeDecodeError, is that of
-    ``unquote_plus``, which encodes only the unescaped parts. Lone
-    surrogates, which no valid request carries, are rejected here.
+    followed by two hex digits stays as it is. The result, or the
+    UnicodeDecodeError, is that of ``unquote_plus``, which encodes only the
+    unescaped parts. The caller has rejected lone surrogates already.
 
     Raises:
         UnicodeDecodeError: the decoded bytes are not UTF-8.
@@ -78,7 +77,7 @@ def _unquote_plus(text: str) -> str:
     text = text.replace("+", " ")
     if "%" not in text:
         return text
-    chunks = text.encode("utf-8", "surrogatepass").split(b"%")
+    chunks = text.encode("utf-8").split(b"%")
     decoded = [chunks[0]]
     for chunk in chunks[1:]:
         byte = _ESCAPES.get(chunk[:2])
@@ -100,11 +99,16 @@ def _parse(text: str) -> list[tuple[str, str]]:
     ``unquote_plus`` on the URLs that OAuth requests carry.
 
     Raises:
-        ValueError: more than MAX_PARAMETERS fields.
+        ValueError: more than MAX_PARAMETERS fields, or a lone surrogate in
+            the text (UnicodeEncodeError), where parse_qsl would keep it.
         UnicodeDecodeError: a percent-encoded sequence is not valid UTF-8.
     """
     if text.count("&") >= MAX_PARAMETERS:
         raise ValueError("too many fields")
+    if not text.isascii():
+        # Raises UnicodeEncodeError, a ValueError, for a lone surrogate, which
+        # aiohttp's pure-Python parser makes of bytes that are not UTF-8.
+        text.encode("utf-8")
     pairs = []
     for field in text.split("&"):
         if not field:
