@@ -188,16 +188,30 @@ async def run_group(plan: Plan, targets: typing.Sequence[Target], scenario: str,
             cells.append(entrant.cell)
         for index in range(plan.runs):
             for entrant in entrants:
+                if entrant.cell.failure:
+                    continue
                 await _wait_for_quiet(plan, outcome)
-                result = await run_window(entrant.workers, scenario, warmup=plan.warmup, window=plan.window,
-                                          max_requests=plan.max_requests, probes=entrant.probes)
+                try:
+                    result = await run_window(entrant.workers, scenario, warmup=plan.warmup, window=plan.window,
+                                              max_requests=plan.max_requests, probes=entrant.probes)
+                except (FlowError, OSError) as exc:
+                    # As when a target fails to start: this cell fails, the group goes on.
+                    entrant.cell.failure = f"{type(exc).__name__}: {exc}"
+                    log(f"  {entrant.cell.target.key} failed: {entrant.cell.failure}")
+                    continue
                 entrant.cell.runs.append(result)
                 errors = sum(result.errors.values())
                 log(f"  {entrant.cell.target.key} run {index + 1}/{plan.runs}: {result.rate:,.0f} "
                     f"{RATE_UNITS[scenario]}, {errors} errors"
                     + (f" {result.errors}, for example {result.error_examples}" if errors else ""))
         for entrant in entrants:
-            await _after_runs(plan, entrant, outcome)
+            if entrant.cell.failure:
+                continue
+            try:
+                await _after_runs(plan, entrant, outcome)
+            except (FlowError, OSError) as exc:
+                entrant.cell.failure = f"{type(exc).__name__}: {exc}"
+                log(f"  {entrant.cell.target.key} failed after its runs: {entrant.cell.failure}")
     finally:
         results = await asyncio.gather(*(entrant.close() for entrant in entrants), return_exceptions=True)
         for entrant, result in zip(entrants, results):
