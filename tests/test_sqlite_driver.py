@@ -206,7 +206,14 @@ async def test_cleanup_deletes_expired_rows(tmp_path: pathlib.Path) -> None:
     driver = await open_driver(StorageSettings(url=sqlite_url(path), cleanup_interval=0.2))
     try:
         deadline = time.monotonic() + 5
-        while raw_rows(path, "SELECT key FROM entries") != [("kept",)] and time.monotonic() < deadline:
+
+        def swept() -> bool:
+            # The sweep deletes entries and window hits in two statements, and
+            # this connection can read between them, so wait for both.
+            entries = raw_rows(path, "SELECT key FROM entries")
+            return entries == [("kept",)] and raw_rows(path, "SELECT count(*) FROM window_hits") == [(0,)]
+
+        while not swept() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         assert raw_rows(path, "SELECT key FROM entries") == [("kept",)]
         assert raw_rows(path, "SELECT count(*) FROM window_hits") == [(0,)]
