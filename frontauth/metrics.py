@@ -21,7 +21,6 @@ new time series at will.
 from __future__ import annotations
 
 import time
-import typing
 
 from aiohttp import web
 from prometheus_client import (

@@ -8,7 +8,7 @@
    response (frontauth.responses.error_response);
 5. record the final status of token and sign-in requests (frontauth.metrics);
 6. add the security headers and write the access log line, to every
-   response, including the HTTP exceptions aiohttp answers itself.
+   response, including the HTTP exceptions that aiohttp sends itself.
 
 One middleware instead of one per step: aiohttp wraps each middleware around
 the handler on every request, and on the token endpoint those layers cost
