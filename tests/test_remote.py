@@ -186,6 +186,19 @@ async def test_failed_exchange_reaches_client(
     assert params["error_description"] == description
 
 
+async def serve_body(aiohttp_server: typing.Any, method: str, path: str, body: bytes) -> int:
+    """Start an upstream endpoint on loopback that sends ``body`` as JSON to every request; return its port."""
+    from aiohttp import web
+
+    async def send_body(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route(method, path, send_body)
+    server = await aiohttp_server(app)
+    return int(server.port)
+
+
 @pytest.mark.parametrize(
     "body",
     [b"[" * 30000 + b"]" * 30000, b'{"access_token": "' + b"a" * (1024 * 1024) + b'"}'],
@@ -195,15 +208,8 @@ async def test_unusable_token_response_reaches_client(
     make_client: typing.Any, stub: UpstreamStub, aiohttp_server: typing.Any, body: bytes
 ) -> None:
     """A token response the JSON parser cannot take becomes server_error at the client, never a 500."""
-    from aiohttp import web
-
-    async def token(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_post("/token", token)
-    broken = await aiohttp_server(app)
-    client = await make_client(f'token_endpoint = "http://127.0.0.1:{broken.port}/token"\n')
+    port = await serve_body(aiohttp_server, "POST", "/token", body)
+    client = await make_client(f'token_endpoint = "http://127.0.0.1:{port}/token"\n')
 
     response = await sign_in(client, stub)
 
@@ -310,46 +316,25 @@ async def test_userinfo_fills_session_profile(make_client: typing.Any, stub: Ups
     assert session.name == "Alice Upstream"
 
 
-async def test_deeply_nested_userinfo_is_ignored(
-    make_client: typing.Any, stub: UpstreamStub, aiohttp_server: typing.Any
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 30000 + b"]" * 30000,
+        b'{"sub": "alice", "email": "big@idp.example", "padding": "' + b"a" * 200_000 + b'"}',
+    ],
+    ids=["deeply-nested", "over-size-cap"],
+)
+async def test_unusable_userinfo_is_ignored(
+    make_client: typing.Any, stub: UpstreamStub, aiohttp_server: typing.Any, body: bytes
 ) -> None:
-    """Userinfo the JSON parser cannot take is skipped; the ID token still signs the user in."""
-    from aiohttp import web
-
-    async def userinfo(request: web.Request) -> web.Response:
-        return web.Response(body=b"[" * 30000 + b"]" * 30000, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/userinfo", userinfo)
-    broken = await aiohttp_server(app)
-    client = await make_client(f'use_userinfo = true\nuserinfo_endpoint = "http://127.0.0.1:{broken.port}/userinfo"\n')
+    """Userinfo the JSON parser cannot take, or over the size cap, is skipped; the ID token still signs the user in."""
+    port = await serve_body(aiohttp_server, "GET", "/userinfo", body)
+    client = await make_client(f'use_userinfo = true\nuserinfo_endpoint = "http://127.0.0.1:{port}/userinfo"\n')
 
     response = await sign_in(client, stub)
 
     assert response.status == 302
     assert "code" in query(response.headers["Location"])
-    session = await client.app[SERVICES].stores.get_session(session_id_of(client))
-    assert session.subject == "alice"
-    assert session.email is None
-
-
-async def test_oversized_userinfo_is_ignored(
-    make_client: typing.Any, stub: UpstreamStub, aiohttp_server: typing.Any
-) -> None:
-    """Userinfo over the size cap is skipped unread; the ID token still signs the user in."""
-    from aiohttp import web
-
-    async def userinfo(request: web.Request) -> web.Response:
-        return web.json_response({"sub": "alice", "email": "big@idp.example", "padding": "a" * 200_000})
-
-    app = web.Application()
-    app.router.add_get("/userinfo", userinfo)
-    big = await aiohttp_server(app)
-    client = await make_client(f'use_userinfo = true\nuserinfo_endpoint = "http://127.0.0.1:{big.port}/userinfo"\n')
-
-    response = await sign_in(client, stub)
-
-    assert response.status == 302
     session = await client.app[SERVICES].stores.get_session(session_id_of(client))
     assert session.subject == "alice"
     assert session.email is None
