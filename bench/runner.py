@@ -159,7 +159,7 @@ async def run_group(plan: Plan, targets: typing.Sequence[Target], scenario: str,
     """Measure every target in one scenario at one concurrency, ``plan.runs`` times each, taking turns.
 
     All the group's servers start first and each signs its workers in. Then
-    run 1 of every target, run 2 of every target, and so on: the runs that a
+    run 1 of every target, run 2 of every target, and so on. The runs that a
     ratio compares lie seconds apart, so a machine that slows down for a
     minute affects every target alike instead of one cell. A server waits
     idle while the others are measured, and its background work (expiry
@@ -180,7 +180,7 @@ async def run_group(plan: Plan, targets: typing.Sequence[Target], scenario: str,
                 log(f"  {target.key} is not available: {exc}")
                 continue
             except (StartFailed, FlowError, OSError) as exc:
-                cell = CellResult(target, scenario, concurrency, failure=f"{type(exc).__name__}: {exc}")
+                cell = CellResult(target, scenario, concurrency, failure=_failure(exc))
                 log(f"  failed: {cell.failure}")
                 cells.append(cell)
                 continue
@@ -196,7 +196,7 @@ async def run_group(plan: Plan, targets: typing.Sequence[Target], scenario: str,
                                               max_requests=plan.max_requests, probes=entrant.probes)
                 except (FlowError, OSError) as exc:
                     # As when a target fails to start: this cell fails, the group goes on.
-                    entrant.cell.failure = f"{type(exc).__name__}: {exc}"
+                    entrant.cell.failure = _failure(exc)
                     log(f"  {entrant.cell.target.key} failed: {entrant.cell.failure}")
                     continue
                 entrant.cell.runs.append(result)
@@ -210,14 +210,19 @@ async def run_group(plan: Plan, targets: typing.Sequence[Target], scenario: str,
             try:
                 await _after_runs(plan, entrant, outcome)
             except (FlowError, OSError) as exc:
-                entrant.cell.failure = f"{type(exc).__name__}: {exc}"
+                entrant.cell.failure = _failure(exc)
                 log(f"  {entrant.cell.target.key} failed after its runs: {entrant.cell.failure}")
     finally:
         results = await asyncio.gather(*(entrant.close() for entrant in entrants), return_exceptions=True)
         for entrant, result in zip(entrants, results):
             if isinstance(result, BaseException):
-                log(f"  stopping {entrant.cell.target.key} failed: {type(result).__name__}: {result}")
+                log(f"  stopping {entrant.cell.target.key} failed: {_failure(result)}")
     return cells
+
+
+def _failure(exc: BaseException) -> str:
+    """Return the text a failed cell shows: the exception's type and message."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 async def _after_runs(plan: Plan, entrant: Entrant, outcome: Outcome) -> None:
@@ -239,7 +244,7 @@ async def _sqlite_stats(cell: CellResult, path: str, log_path: str) -> None:
     try:
         cell.sqlite_stats = await asyncio.to_thread(database_stats, path, FRONTAUTH_PREFIX)
     except sqlite3.Error as exc:
-        cell.sqlite_stats_failure = f"{type(exc).__name__}: {exc}"
+        cell.sqlite_stats_failure = _failure(exc)
         log(f"  reading the SQLite file failed: {cell.sqlite_stats_failure}")
     cell.sqlite_log = count_log_markers(log_path)
     if any(cell.sqlite_log.values()):

@@ -164,8 +164,8 @@ def observe_response(metrics: Metrics, request: web.Request, response: web.Strea
     """Time a token request, and count issued tokens, refresh grants and failed sign-ins.
 
     The caller passes every request to OBSERVED_PATHS with its final
-    response, errors rendered included, and the perf_counter() value of when
-    the request started.
+    response, including rendered errors, and the perf_counter() value taken
+    when the request started.
     """
     if request.path == "/oauth/login":
         # NOTE: the sign-in handler responds to a wrong password with its page

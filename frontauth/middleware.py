@@ -1,12 +1,12 @@
 """The one aiohttp middleware of the issuing app: every request passes these steps in order.
 
-1. reject a body with a content coding (frontauth.content_coding);
+1. reject a body with a content coding (frontauth.content_coding).
 2. count the request against its rate-limit rule, reading ahead the records
-   it names, and respond 429 when it is over the limit (frontauth.ratelimit);
-3. run the handler, inside the read-ahead block of step 2;
+   it names, and respond 429 when it is over the limit (frontauth.ratelimit).
+3. run the handler, inside the read-ahead block of step 2.
 4. turn an OAuthError, a storage outage or an unexpected exception into its
-   response (frontauth.responses.error_response);
-5. record the final status of token and sign-in requests (frontauth.metrics);
+   response (frontauth.responses.error_response).
+5. record the final status of token and sign-in requests (frontauth.metrics).
 6. add the security headers and write the access log line, to every
    response, including the HTTP exceptions that aiohttp sends itself.
 

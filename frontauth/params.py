@@ -58,7 +58,7 @@ def split_pairs(text: str, *, redirectable: bool = False) -> Parameters:
     return Parameters(single, repeated, duplicated)
 
 
-# Every two-digit percent-escape, in either case, and the byte it stands for.
+# Every two-digit percent-escape, in either case, mapped to the byte it encodes.
 _HEX_DIGITS = "0123456789abcdefABCDEF"
 _ESCAPES = {(high + low).encode(): bytes.fromhex(high + low) for high in _HEX_DIGITS for low in _HEX_DIGITS}
 
@@ -66,7 +66,7 @@ _ESCAPES = {(high + low).encode(): bytes.fromhex(high + low) for high in _HEX_DI
 def _unquote_plus(text: str) -> str:
     """Decode ``+`` and percent-escapes as ``unquote_plus(text, errors="strict")`` does.
 
-    The text is UTF-8 encoded first and decoded once at the end; a ``%`` not
+    The text is UTF-8 encoded first and decoded once at the end. A ``%`` not
     followed by two hex digits stays as it is. The result, or the
     UnicodeDecodeError, is that of ``unquote_plus``, which encodes only the
     unescaped parts. The caller has rejected lone surrogates already.

@@ -338,7 +338,7 @@ RATE_LIMITER = web.AppKey("frontauth_rate_limiter", RateLimiter)
 
 
 async def admit(request: web.Request) -> web.StreamResponse | None:
-    """Count the request against its endpoint's rule; over the limit, return the 429 response.
+    """Count the request against its endpoint's rule, and return the 429 response when it is over the limit.
 
     Returns None when the request may go on: its endpoint has no rule, or
     the request fits in the window. The caller runs it inside

@@ -36,7 +36,7 @@ def new_id() -> str:
     return os.urandom(16).hex()
 
 
-# base64 to base64url (RFC 4648 §5), for binascii's standard alphabet.
+# The translation of binascii's base64 alphabet to base64url (RFC 4648 §5).
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 

@@ -49,14 +49,14 @@ def assert_security_headers(headers: typing.Mapping[str, str]) -> None:
         ("GET", "/static/frontauth.css", 200),
     ],
 )
-async def test_security_headers_on_every_kind_of_response(app_client, method, path, status):
+async def test_security_headers_on_every_response(app_client, method, path, status):
     http = await app_client()
     response = await http.request(method, path)
     assert response.status == status
     assert_security_headers(response.headers)
 
 
-async def test_encoded_body_is_rejected_before_it_is_counted(app_client):
+async def test_encoded_body_rejected_before_counting(app_client):
     """A body with a Content-Encoding gets invalid_request and does not use up the rate limit."""
     http = await app_client("[ratelimit]\ntoken_max_requests = 1\n")
     for _ in range(3):
@@ -86,7 +86,7 @@ class FailingDriver(MemoryDriver):
         raise self.exc
 
 
-async def test_storage_outage_while_counting_is_503(app_client):
+async def test_counting_outage_is_503(app_client):
     http = await app_client(driver=FailingDriver(StorageUnavailable("memory", "hit", "test outage")))
     response = await http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": "x"})
     assert response.status == 503
@@ -95,7 +95,7 @@ async def test_storage_outage_while_counting_is_503(app_client):
     assert_security_headers(response.headers)
 
 
-async def test_unexpected_exception_is_500_without_details(app_client, caplog):
+async def test_unexpected_exception_hides_details(app_client, caplog):
     http = await app_client(driver=FailingDriver(RuntimeError("secret-bearing detail")))
     response = await http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": "x"})
     assert response.status == 500
@@ -108,7 +108,7 @@ async def test_unexpected_exception_is_500_without_details(app_client, caplog):
 
 
 async def test_metrics_count_rendered_errors(app_client):
-    """A refresh grant rejected with an OAuthError is counted as rejected: metrics see the rendered status."""
+    """A refresh grant rejected with an OAuthError is counted as rejected, because metrics see the rendered status."""
     http = await app_client()
     response = await http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": "x", "client_id": "x"})
     assert response.status == 401

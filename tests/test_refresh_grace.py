@@ -172,7 +172,7 @@ async def test_retry_after_successor_used_revokes_family(start) -> None:
 @pytest.mark.parametrize("scope", [None, "", "mcp read", 'caf\u00e9 "q" \\ \u2603'])
 @pytest.mark.parametrize("resource", [None, "http://127.0.0.1:9/mcp?a=b&c=d"])
 @pytest.mark.parametrize("client_id", ["client-1", "\u00e9\n\x00"])
-def test_request_fingerprint_is_the_json_module_text(client_id, scope, resource) -> None:
+def test_fingerprint_matches_json_dumps(client_id, scope, resource) -> None:
     """The fingerprint hashes json.dumps([client_id, scope, resource]), which earlier versions stored."""
     client = ClientRecord(client_id=client_id, redirect_uris=["http://127.0.0.1:9/cb"])
     form = {name: value for name, value in (("scope", scope), ("resource", resource)) if value is not None}

@@ -73,8 +73,8 @@ def request_fingerprint(client: ClientRecord, form: dict[str, str]) -> str:
     """Return a digest of what a retry must repeat: the client, scope and resource."""
     # Instances of different versions behind one store must compute the same
     # fingerprint during a rolling upgrade, so the text stays that of
-    # json.dumps([client_id, scope, resource]): JSON strings with non-ASCII
-    # escaped, null for a missing value, ", " between the items.
+    # json.dumps([client_id, scope, resource]). That is JSON strings with
+    # non-ASCII escaped, null for a missing value and ", " between the items.
     items = (client.client_id, form.get("scope"), form.get("resource"))
     return digest("[" + ", ".join("null" if item is None else _json_string(item) for item in items) + "]")
 
