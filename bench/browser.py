@@ -1,11 +1,14 @@
 """The client side of the benchmark: an MCP client and its user's browser.
 
 Each load worker owns one :class:`Browser`: its own cookie jar (so its own
-signed-in session at the server), its own registered public client, and one
-keep-alive connection. Set-up runs the first flow through the sign-in and
-consent pages that the server shows. After that the server remembers the
-session and the consent, so :meth:`Browser.authorize_code` gets the code in one
-request.
+signed-in session at the server), its own registered public client, and two
+keep-alive connections. The browser's connection carries the session cookie to
+the authorization, sign-in and consent pages. The MCP client's connection
+calls the registration and token endpoints without cookies, because an MCP
+client is a separate program that does not share the browser's cookie jar.
+Set-up runs the first flow through the sign-in and consent pages that the
+server shows. After that the server remembers the session and the consent,
+so :meth:`Browser.authorize_code` gets the code in one request.
 """
 
 from __future__ import annotations
@@ -103,16 +106,23 @@ class Browser:
         self.resource = resource
         self.user = user
         self.client_id = ""
+        local_addr = (check_loopback_address(source_address), 0) if source_address else None
+        # The browser: pages and redirects, with the cookies of its session.
         self.session = aiohttp.ClientSession(
             cookie_jar=aiohttp.CookieJar(unsafe=True),  # the default jar drops cookies of IP hosts
-            connector=aiohttp.TCPConnector(
-                limit=1, local_addr=(check_loopback_address(source_address), 0) if source_address else None
-            ),
+            connector=aiohttp.TCPConnector(limit=1, local_addr=local_addr),
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+        )
+        # The MCP client: registration and token requests, which carry no cookie.
+        self.client_session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),
+            connector=aiohttp.TCPConnector(limit=1, local_addr=local_addr),
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
         )
 
     async def close(self) -> None:
         await self.session.close()
+        await self.client_session.close()
 
     def _url(self, path: str) -> str:
         return check_loopback(urllib.parse.urljoin(self.base_url + "/", path))
@@ -130,7 +140,7 @@ class Browser:
             "client_name": "frontauth benchmark",
             **self.endpoints.register_extra,
         }
-        async with self.session.post(self._url(self.endpoints.register), json=body) as response:
+        async with self.client_session.post(self._url(self.endpoints.register), json=body) as response:
             text = await response.text()
             if response.status not in (200, 201):
                 raise FlowError("register", f"HTTP {response.status}: {text[:300]}")
@@ -209,7 +219,7 @@ class Browser:
         return check_loopback(urllib.parse.urljoin(page_url, reader.action or "")), fields
 
     async def _token_request(self, form: dict[str, str], step: str) -> dict[str, typing.Any]:
-        async with self.session.post(self._url(self.endpoints.token), data=form) as response:
+        async with self.client_session.post(self._url(self.endpoints.token), data=form) as response:
             body = await response.read()
             if response.status != 200:
                 raise FlowError(step, f"HTTP {response.status}: {body[:200]!r}")
