@@ -24,7 +24,9 @@ def recording_server() -> tuple[web.Application, list[tuple[str, str | None, str
         return await handler(request)
 
     async def register(request: web.Request) -> web.Response:
-        return web.json_response({"client_id": "stub-client"}, status=201)
+        response = web.json_response({"client_id": "stub-client"}, status=201)
+        response.set_cookie("registered", "yes")
+        return response
 
     async def authorize(request: web.Request) -> web.Response:
         query = urllib.parse.urlencode({"code": "stub-code", "state": request.query["state"]})
@@ -33,7 +35,9 @@ def recording_server() -> tuple[web.Application, list[tuple[str, str | None, str
         return response
 
     async def token(request: web.Request) -> web.Response:
-        return web.json_response({"access_token": "stub-access", "refresh_token": "stub-refresh"})
+        response = web.json_response({"access_token": "stub-access", "refresh_token": "stub-refresh"})
+        response.set_cookie("issued", "yes")
+        return response
 
     app = web.Application(middlewares=[record])
     app.router.add_post("/register", register)
@@ -57,9 +61,13 @@ async def test_client_requests_send_no_cookie(aiohttp_server) -> None:
     finally:
         await browser.close()
 
+    assert browser.session.closed
+    assert browser.client_session.closed
+
     cookies = {path: [cookie for p, cookie, _ in seen if p == path] for path in ("/register", "/authorize", "/token")}
     assert cookies["/register"] == [None]
     # The first authorization response sets the cookie, and the browser sends it from then on.
     assert cookies["/authorize"] == [None, "session=signed-in"]
+    # The MCP client keeps none of the cookies that registration and token responses set.
     assert cookies["/token"] == [None, None, None]
     assert {address for _, _, address in seen} == {SOURCE_ADDRESS}
